@@ -1,0 +1,674 @@
+//! Typed settings: defaults → TOML file → `SPOKI_SYNC__SECTION__KEY` environment. Everything is
+//! checked at start and every bad key is named. Secrets are wrapped so they never print.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::normalise::DefaultRegion;
+use crate::spoki::actions;
+
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/spoki-sync/config.toml";
+
+/// A value that must never reach a log line or an error message.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Secret {
+        Secret(value.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// `COUNT/DURATION`, e.g. `1/60s`: at most `count` requests in any `per` window.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RateLimit {
+    pub count: u32,
+    pub per: Duration,
+}
+
+impl RateLimit {
+    pub const fn per_minute(count: u32) -> RateLimit {
+        RateLimit {
+            count,
+            per: Duration::from_secs(60),
+        }
+    }
+
+    pub fn parse(text: &str) -> Result<RateLimit, String> {
+        let (count, per) = text
+            .split_once('/')
+            .ok_or_else(|| format!("{text:?} is not COUNT/DURATION, e.g. 1/60s"))?;
+        let count: u32 = count
+            .trim()
+            .parse()
+            .map_err(|_| format!("{text:?}: {count:?} is not a whole number"))?;
+        let per = parse_duration(per.trim())?;
+        if count == 0 || per.is_zero() {
+            return Err(format!("{text:?}: count and duration must be above zero"));
+        }
+        Ok(RateLimit { count, per })
+    }
+
+    /// The even spacing between two requests under this limit.
+    pub fn interval(&self) -> Duration {
+        self.per / self.count
+    }
+}
+
+impl fmt::Display for RateLimit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.count, humantime::format_duration(self.per))
+    }
+}
+
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    humantime::parse_duration(text.trim())
+        .map_err(|e| format!("{text:?} is not a duration like 500ms, 2s or 15m ({e})"))
+}
+
+/// Which side wins a field changed on both sides.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConflictWinner {
+    Mirror,
+    Spoki,
+}
+
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub spoki: SpokiSettings,
+    pub storage: StorageSettings,
+    pub csv: CsvSettings,
+    pub mirror: MirrorSettings,
+    pub admin: AdminSettings,
+    pub webhooks: WebhookSettings,
+    pub batch: BatchSettings,
+    pub log: LogSettings,
+}
+
+#[derive(Clone, Debug)]
+pub struct SpokiSettings {
+    pub base_url: reqwest::Url,
+    pub api_key: Option<Secret>,
+    pub timeout: Duration,
+    /// Every action's limit: the documented default unless overridden.
+    pub rate_limits: BTreeMap<String, RateLimit>,
+}
+
+#[derive(Clone, Debug)]
+pub struct StorageSettings {
+    pub database: PathBuf,
+}
+
+#[derive(Clone, Debug)]
+pub struct CsvSettings {
+    pub inbox: PathBuf,
+    pub default_region: DefaultRegion,
+    pub settle: Duration,
+    pub create_custom_fields: bool,
+    pub rescan_interval: Duration,
+}
+
+#[derive(Clone, Debug)]
+pub struct MirrorSettings {
+    pub poll_interval: Duration,
+    pub pull_interval: Duration,
+    pub propagate_deletes: bool,
+    pub max_delete_share: f64,
+    pub conflict_winner: ConflictWinner,
+}
+
+#[derive(Clone, Debug)]
+pub struct AdminSettings {
+    pub listen: SocketAddr,
+    pub token: Option<Secret>,
+}
+
+#[derive(Clone, Debug)]
+pub struct WebhookSettings {
+    pub listen: SocketAddr,
+    pub secret: Option<Secret>,
+    pub spoki_secret: Option<Secret>,
+}
+
+#[derive(Clone, Debug)]
+pub struct BatchSettings {
+    /// While at most this many contacts wait, they go one by one through Create or Update
+    /// Contact instead of spending the (1/min) bulk slot.
+    pub single_max_pending: usize,
+    /// Upper bound of the retry backoff after a 5xx or a timeout.
+    pub max_backoff: Duration,
+}
+
+#[derive(Clone, Debug)]
+pub struct LogSettings {
+    pub filter: String,
+    pub format: LogFormat,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    Auto,
+    Human,
+    Json,
+}
+
+/// The file as written: every value optional, strings where a unit needs parsing.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct RawSettings {
+    spoki: RawSpoki,
+    storage: RawStorage,
+    csv: RawCsv,
+    mirror: RawMirror,
+    admin: RawAdmin,
+    webhooks: RawWebhooks,
+    batch: RawBatch,
+    log: RawLog,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct RawSpoki {
+    base_url: Option<String>,
+    api_key: Option<String>,
+    timeout: Option<String>,
+    rate_limits: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct RawStorage {
+    database: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct RawCsv {
+    inbox: Option<String>,
+    default_region: Option<String>,
+    settle: Option<String>,
+    create_custom_fields: Option<Flag>,
+    rescan_interval: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct RawMirror {
+    poll_interval: Option<String>,
+    pull_interval: Option<String>,
+    propagate_deletes: Option<Flag>,
+    max_delete_share: Option<String>,
+    conflict_winner: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct RawAdmin {
+    listen: Option<String>,
+    token: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct RawWebhooks {
+    listen: Option<String>,
+    secret: Option<String>,
+    spoki_secret: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct RawBatch {
+    single_max_pending: Option<String>,
+    max_backoff: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct RawLog {
+    filter: Option<String>,
+    format: Option<String>,
+}
+
+/// A boolean that may arrive as a TOML bool or as text from the environment.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum Flag {
+    Bool(bool),
+    Text(String),
+}
+
+/// Every problem found in a configuration, each naming its key.
+#[derive(Debug, thiserror::Error)]
+pub struct ConfigError {
+    pub problems: Vec<String>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "invalid configuration: {}", self.problems.join("; "))
+    }
+}
+
+/// Where the configuration file is: `--config`, else `SPOKI_SYNC_CONFIG`, else the default.
+/// An explicitly named file must exist; the default one may be absent.
+pub fn resolve_path(cli: Option<&Path>) -> (PathBuf, bool) {
+    if let Some(p) = cli {
+        return (p.to_path_buf(), true);
+    }
+    match std::env::var_os("SPOKI_SYNC_CONFIG") {
+        Some(p) if !p.is_empty() => (PathBuf::from(p), true),
+        _ => (PathBuf::from(DEFAULT_CONFIG_PATH), false),
+    }
+}
+
+impl Settings {
+    /// Loads the file (if any) and the environment, then checks every key.
+    pub fn load(path: &Path, required: bool) -> Result<Settings, ConfigError> {
+        let fail = |msg: String| ConfigError {
+            problems: vec![msg],
+        };
+        if required && !path.exists() {
+            return Err(fail(format!(
+                "config file {} does not exist",
+                path.display()
+            )));
+        }
+        let built = config::Config::builder()
+            .add_source(
+                config::File::from(path)
+                    .format(config::FileFormat::Toml)
+                    .required(required),
+            )
+            .add_source(
+                config::Environment::with_prefix("SPOKI_SYNC")
+                    .prefix_separator("__")
+                    .separator("__"),
+            )
+            .build()
+            .map_err(|e| fail(redact(&e.to_string())))?;
+        let raw: RawSettings = built
+            .try_deserialize()
+            .map_err(|e| fail(redact(&e.to_string())))?;
+        raw.validate()
+    }
+
+    /// Settings for tests and the demo: defaults with the given overrides applied as TOML.
+    pub fn from_toml(text: &str) -> Result<Settings, ConfigError> {
+        let raw: RawSettings = toml_from_str(text)?;
+        raw.validate()
+    }
+
+    pub fn limit(&self, action: &str) -> RateLimit {
+        self.spoki
+            .rate_limits
+            .get(action)
+            .copied()
+            .unwrap_or(actions::DEFAULT_LIMIT)
+    }
+
+    /// What `run` needs beyond a valid file.
+    pub fn check_runnable(&self) -> Result<(), ConfigError> {
+        let mut problems = Vec::new();
+        if self.spoki.api_key.is_none() {
+            problems.push("spoki.api_key: required by `run` (or SPOKI_SYNC__SPOKI__API_KEY)".into());
+        }
+        if self.admin.token.is_none() {
+            problems.push("admin.token: required by `run` (or SPOKI_SYNC__ADMIN__TOKEN)".into());
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError { problems })
+        }
+    }
+}
+
+fn toml_from_str(text: &str) -> Result<RawSettings, ConfigError> {
+    config::Config::builder()
+        .add_source(config::File::from_str(text, config::FileFormat::Toml))
+        .build()
+        .and_then(|c| c.try_deserialize())
+        .map_err(|e| ConfigError {
+            problems: vec![redact(&e.to_string())],
+        })
+}
+
+/// The `config` crate quotes offending values in its messages; a secret must not leak that way.
+fn redact(message: &str) -> String {
+    let lower = message.to_ascii_lowercase();
+    if ["api_key", "token", "secret"].iter().any(|k| lower.contains(k)) {
+        match message.find(" for key ") {
+            Some(i) => format!("invalid value{}", &message[i..]),
+            None => "invalid value for a secret key (value not shown)".to_string(),
+        }
+    } else {
+        message.to_string()
+    }
+}
+
+struct Checker {
+    problems: Vec<String>,
+}
+
+impl Checker {
+    fn take<T>(&mut self, key: &str, result: Result<T, String>) -> Option<T> {
+        match result {
+            Ok(v) => Some(v),
+            Err(e) => {
+                self.problems.push(format!("{key}: {e}"));
+                None
+            }
+        }
+    }
+
+    fn duration(&mut self, key: &str, value: &Option<String>, default: &str) -> Duration {
+        let text = value.as_deref().unwrap_or(default);
+        self.take(key, parse_duration(text)).unwrap_or_default()
+    }
+
+    fn flag(&mut self, key: &str, value: &Option<Flag>, default: bool) -> bool {
+        match value {
+            None => default,
+            Some(Flag::Bool(b)) => *b,
+            Some(Flag::Text(t)) => match t.trim().to_ascii_lowercase().as_str() {
+                "true" | "1" | "yes" | "on" => true,
+                "false" | "0" | "no" | "off" => false,
+                _ => {
+                    self.problems
+                        .push(format!("{key}: {t:?} is not true or false"));
+                    default
+                }
+            },
+        }
+    }
+
+    fn addr(&mut self, key: &str, value: &Option<String>, default: &str) -> SocketAddr {
+        let text = value.as_deref().unwrap_or(default);
+        self.take(
+            key,
+            text.trim()
+                .parse()
+                .map_err(|_| format!("{text:?} is not an address like 127.0.0.1:8780")),
+        )
+        .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)))
+    }
+
+    fn secret(&mut self, key: &str, value: &Option<String>) -> Option<Secret> {
+        match value.as_deref().map(str::trim) {
+            None => None,
+            Some("") => {
+                self.problems.push(format!("{key}: must not be empty"));
+                None
+            }
+            Some(v) => Some(Secret::new(v)),
+        }
+    }
+}
+
+impl RawSettings {
+    fn validate(self) -> Result<Settings, ConfigError> {
+        let mut c = Checker {
+            problems: Vec::new(),
+        };
+
+        let base_text = self
+            .spoki
+            .base_url
+            .as_deref()
+            .unwrap_or("https://api.spoki.com/api/1/");
+        let base_url = c
+            .take(
+                "spoki.base_url",
+                reqwest::Url::parse(base_text)
+                    .map_err(|e| format!("{base_text:?} is not a URL ({e})"))
+                    .and_then(|u| {
+                        if u.scheme() == "http" || u.scheme() == "https" {
+                            Ok(u)
+                        } else {
+                            Err(format!("{base_text:?} must be http or https"))
+                        }
+                    }),
+            )
+            .map(|mut u| {
+                if !u.path().ends_with('/') {
+                    let p = format!("{}/", u.path());
+                    u.set_path(&p);
+                }
+                u
+            });
+        let api_key = c.secret("spoki.api_key", &self.spoki.api_key);
+        let timeout = c.duration("spoki.timeout", &self.spoki.timeout, "30s");
+        let mut rate_limits: BTreeMap<String, RateLimit> = actions::ACTIONS
+            .iter()
+            .map(|a| (a.name.to_string(), a.default_limit))
+            .collect();
+        for (action, text) in &self.spoki.rate_limits {
+            let key = format!("spoki.rate_limits.{action}");
+            if !rate_limits.contains_key(action.as_str()) {
+                c.problems
+                    .push(format!("{key}: unknown action (see the action names in the README)"));
+                continue;
+            }
+            if let Some(limit) = c.take(&key, RateLimit::parse(text)) {
+                rate_limits.insert(action.clone(), limit);
+            }
+        }
+
+        let database = PathBuf::from(
+            self.storage
+                .database
+                .as_deref()
+                .unwrap_or("./spoki-sync.db"),
+        );
+        let inbox = PathBuf::from(self.csv.inbox.as_deref().unwrap_or("./inbox"));
+        let region_text = self.csv.default_region.as_deref().unwrap_or("IT");
+        let default_region = c.take(
+            "csv.default_region",
+            DefaultRegion::parse(region_text)
+                .ok_or_else(|| format!("{region_text:?} is not an ISO 3166 region like IT")),
+        );
+        let settle = c.duration("csv.settle", &self.csv.settle, "500ms");
+        let create_custom_fields =
+            c.flag("csv.create_custom_fields", &self.csv.create_custom_fields, true);
+        let rescan_interval = c.duration("csv.rescan_interval", &self.csv.rescan_interval, "30s");
+        if rescan_interval.is_zero() {
+            c.problems
+                .push("csv.rescan_interval: must be above zero".into());
+        }
+
+        let poll_interval = c.duration("mirror.poll_interval", &self.mirror.poll_interval, "1s");
+        let pull_interval = c.duration("mirror.pull_interval", &self.mirror.pull_interval, "15m");
+        let propagate_deletes =
+            c.flag("mirror.propagate_deletes", &self.mirror.propagate_deletes, false);
+        let share_text = self.mirror.max_delete_share.as_deref().unwrap_or("10%");
+        let max_delete_share = c
+            .take("mirror.max_delete_share", parse_share(share_text))
+            .unwrap_or(0.1);
+        let winner_text = self.mirror.conflict_winner.as_deref().unwrap_or("mirror");
+        let conflict_winner = c
+            .take(
+                "mirror.conflict_winner",
+                match winner_text.trim() {
+                    "mirror" => Ok(ConflictWinner::Mirror),
+                    "spoki" => Ok(ConflictWinner::Spoki),
+                    other => Err(format!("{other:?} is neither mirror nor spoki")),
+                },
+            )
+            .unwrap_or(ConflictWinner::Mirror);
+
+        let admin_listen = c.addr("admin.listen", &self.admin.listen, "127.0.0.1:8780");
+        let token = c.secret("admin.token", &self.admin.token);
+        let webhooks_listen = c.addr("webhooks.listen", &self.webhooks.listen, "127.0.0.1:8781");
+        let secret = c.secret("webhooks.secret", &self.webhooks.secret);
+        if let Some(s) = &secret
+            && !s.expose().starts_with("whsec_")
+        {
+            c.problems
+                .push("webhooks.secret: must look like whsec_<base64>".into());
+        }
+        let spoki_secret = c.secret("webhooks.spoki_secret", &self.webhooks.spoki_secret);
+
+        let single_text = self.batch.single_max_pending.as_deref().unwrap_or("20");
+        let single_max_pending = c
+            .take(
+                "batch.single_max_pending",
+                single_text
+                    .trim()
+                    .parse::<usize>()
+                    .map_err(|_| format!("{single_text:?} is not a whole number")),
+            )
+            .unwrap_or(20);
+        let max_backoff = c.duration("batch.max_backoff", &self.batch.max_backoff, "5m");
+
+        let filter = self.log.filter.unwrap_or_else(|| "info".to_string());
+        let format = match self.log.format.as_deref().unwrap_or("auto") {
+            "auto" => LogFormat::Auto,
+            "human" => LogFormat::Human,
+            "json" => LogFormat::Json,
+            other => {
+                c.problems
+                    .push(format!("log.format: {other:?} is not auto, human or json"));
+                LogFormat::Auto
+            }
+        };
+
+        if !c.problems.is_empty() {
+            return Err(ConfigError {
+                problems: c.problems,
+            });
+        }
+        let (Some(base_url), Some(default_region)) = (base_url, default_region) else {
+            return Err(ConfigError {
+                problems: vec!["internal: a checked value went missing".into()],
+            });
+        };
+        Ok(Settings {
+            spoki: SpokiSettings {
+                base_url,
+                api_key,
+                timeout,
+                rate_limits,
+            },
+            storage: StorageSettings { database },
+            csv: CsvSettings {
+                inbox,
+                default_region,
+                settle,
+                create_custom_fields,
+                rescan_interval,
+            },
+            mirror: MirrorSettings {
+                poll_interval,
+                pull_interval,
+                propagate_deletes,
+                max_delete_share,
+                conflict_winner,
+            },
+            admin: AdminSettings {
+                listen: admin_listen,
+                token,
+            },
+            webhooks: WebhookSettings {
+                listen: webhooks_listen,
+                secret,
+                spoki_secret,
+            },
+            batch: BatchSettings {
+                single_max_pending,
+                max_backoff,
+            },
+            log: LogSettings { filter, format },
+        })
+    }
+}
+
+fn parse_share(text: &str) -> Result<f64, String> {
+    let t = text.trim();
+    let value = match t.strip_suffix('%') {
+        Some(p) => p.trim().parse::<f64>().map(|v| v / 100.0),
+        None => t.parse::<f64>(),
+    }
+    .map_err(|_| format!("{text:?} is not a share like 10% or 0.1"))?;
+    if (0.0..=1.0).contains(&value) {
+        Ok(value)
+    } else {
+        Err(format!("{text:?} must be between 0% and 100%"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_match_the_contract() {
+        let s = Settings::from_toml("").expect("empty config is valid");
+        assert_eq!(s.spoki.base_url.as_str(), "https://api.spoki.com/api/1/");
+        assert_eq!(s.spoki.timeout, Duration::from_secs(30));
+        assert_eq!(s.csv.settle, Duration::from_millis(500));
+        assert_eq!(s.limit("bulk_sync_contacts"), RateLimit::per_minute(1));
+        assert_eq!(s.limit("create_or_update_contact"), RateLimit::per_minute(120));
+        assert_eq!(s.mirror.max_delete_share, 0.1);
+        assert_eq!(s.admin.listen.to_string(), "127.0.0.1:8780");
+        assert!(s.csv.create_custom_fields);
+    }
+
+    #[test]
+    fn every_bad_key_is_named() {
+        let err = Settings::from_toml(
+            r#"
+            [spoki]
+            timeout = "soon"
+            rate_limits = { bulk_sync_contacts = "fast", no_such_action = "1/1s" }
+            [csv]
+            default_region = "ZZ"
+            [admin]
+            listen = "localhost"
+            "#,
+        )
+        .expect_err("broken config");
+        let all = err.problems.join("\n");
+        for key in [
+            "spoki.timeout",
+            "spoki.rate_limits.bulk_sync_contacts",
+            "spoki.rate_limits.no_such_action",
+            "csv.default_region",
+            "admin.listen",
+        ] {
+            assert!(all.contains(key), "{key} not named in:\n{all}");
+        }
+    }
+
+    #[test]
+    fn secrets_do_not_print() {
+        let s = Settings::from_toml("[spoki]\napi_key = \"abcdef0123\"\n").expect("valid");
+        assert!(!format!("{s:?}").contains("abcdef0123"));
+    }
+
+    #[test]
+    fn rate_limits_parse() {
+        assert_eq!(
+            RateLimit::parse("1/60s"),
+            Ok(RateLimit::per_minute(1))
+        );
+        assert_eq!(RateLimit::parse("120/1m").map(|l| l.interval()), Ok(Duration::from_millis(500)));
+        assert!(RateLimit::parse("0/1s").is_err());
+        assert!(RateLimit::parse("5").is_err());
+    }
+}

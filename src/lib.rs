@@ -1,0 +1,12 @@
+//! spoki-sync: keeps a business's contacts in Spoki and its own systems in step.
+//! See ARCHITECTURE.md for the map of modules and the rules they keep.
+
+pub mod config;
+pub mod diff;
+pub mod domain;
+pub mod ingest;
+pub mod normalise;
+pub mod outbound;
+pub mod sources;
+pub mod spoki;
+pub mod store;

@@ -1,0 +1,533 @@
+//! Drains the outbox into Spoki. Bulk Sync Contacts carries exactly 500 contacts whenever 500
+//! or more wait; a handful of waiting changes go one by one through Create or Update Contact
+//! (its own budget) so they arrive within about a second; list rows go through Sync Contacts to
+//! List. A contact in a request in flight is never sent again in parallel.
+//!
+//! `step` claims and launches at most one request and says how long to wait otherwise; `run`
+//! loops over it. Each request's answer is settled in the store: 2xx acknowledges, retryable
+//! errors release the rows (with backoff), a 400 rejects exactly the rows Spoki named.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::sync::Notify;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use super::backoff;
+use super::limits::Budgets;
+use crate::config::Settings;
+use crate::domain::{Contact, ListId, Phone};
+use crate::spoki::{ContactPayload, SpokiClient, SpokiError};
+use crate::store::{OutboxRow, Store, StoreError, now_ms};
+
+pub const BULK_MAX: usize = 500;
+pub const BULK: &str = "bulk_sync_contacts";
+pub const SINGLE: &str = "create_or_update_contact";
+pub const LIST: &str = "sync_contacts_to_list";
+const MAX_IN_FLIGHT: usize = 6;
+
+/// What `step` did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Step {
+    /// A request was launched; call again.
+    Launched,
+    /// Nothing can leave now; the next chance is at most this far away.
+    Wait(Duration),
+}
+
+#[derive(Clone, Debug)]
+pub struct BatcherSettings {
+    pub single_max_pending: usize,
+    pub max_backoff: Duration,
+    pub create_custom_fields: bool,
+}
+
+impl BatcherSettings {
+    pub fn from_settings(s: &Settings) -> BatcherSettings {
+        BatcherSettings {
+            single_max_pending: s.batch.single_max_pending,
+            max_backoff: s.batch.max_backoff,
+            create_custom_fields: s.csv.create_custom_fields,
+        }
+    }
+}
+
+/// Counters the batcher keeps for status, tests and the demo.
+#[derive(Debug, Default)]
+pub struct BatcherStats {
+    pub bulk_requests: std::sync::atomic::AtomicU64,
+    pub single_requests: std::sync::atomic::AtomicU64,
+    pub list_requests: std::sync::atomic::AtomicU64,
+    pub contacts_acknowledged: std::sync::atomic::AtomicU64,
+    pub throttled: std::sync::atomic::AtomicU64,
+    pub retries: std::sync::atomic::AtomicU64,
+    pub rejected: std::sync::atomic::AtomicU64,
+}
+
+#[derive(Clone)]
+pub struct Batcher {
+    store: Store,
+    client: SpokiClient,
+    budgets: Budgets,
+    settings: Arc<std::sync::RwLock<BatcherSettings>>,
+    wake: Arc<Notify>,
+    pub stats: Arc<BatcherStats>,
+    fields_listed: Arc<std::sync::atomic::AtomicBool>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BatcherError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+fn bump(counter: &std::sync::atomic::AtomicU64, by: u64) {
+    counter.fetch_add(by, std::sync::atomic::Ordering::Relaxed);
+}
+
+impl Batcher {
+    pub fn new(
+        store: Store,
+        client: SpokiClient,
+        budgets: Budgets,
+        settings: BatcherSettings,
+        wake: Arc<Notify>,
+    ) -> Batcher {
+        Batcher {
+            store,
+            client,
+            budgets,
+            settings: Arc::new(std::sync::RwLock::new(settings)),
+            wake,
+            stats: Arc::new(BatcherStats::default()),
+            fields_listed: Arc::new(std::sync::atomic::AtomicBool::new(false)),
+        }
+    }
+
+    fn settings(&self) -> BatcherSettings {
+        self.settings
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    pub fn update_settings(&self, s: BatcherSettings) {
+        *self.settings.write().unwrap_or_else(|e| e.into_inner()) = s;
+        self.wake.notify_one();
+    }
+
+    /// Restores the spacing owed to requests a previous run made, from the stored marks.
+    pub async fn restore_budget_marks(&self) -> Result<(), StoreError> {
+        let now = now_ms();
+        for (action, at) in self.store.budget_marks().await? {
+            if crate::spoki::actions::find(&action).is_none() {
+                continue;
+            }
+            let budget = self.budgets.get(&action);
+            let owed = budget.limit().interval().as_millis() as i64 - (now - at);
+            if owed > 0 {
+                budget.block_for(Duration::from_millis(owed as u64));
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs until `cancel`; then lets requests in flight finish for up to `drain`.
+    pub async fn run(self, cancel: CancellationToken, drain: Duration) {
+        let mut in_flight: JoinSet<()> = JoinSet::new();
+        loop {
+            if cancel.is_cancelled() {
+                break;
+            }
+            let wait = if in_flight.len() >= MAX_IN_FLIGHT {
+                Duration::from_secs(3600)
+            } else {
+                match self.step(&mut in_flight).await {
+                    Ok(Step::Launched) => continue,
+                    Ok(Step::Wait(d)) => d,
+                    Err(e) => {
+                        tracing::error!(error = %e, "batcher step failed; retrying in 1 s");
+                        Duration::from_secs(1)
+                    }
+                }
+            };
+            tokio::select! {
+                _ = cancel.cancelled() => break,
+                _ = self.wake.notified() => {}
+                _ = tokio::time::sleep(wait) => {}
+                Some(_) = in_flight.join_next(), if !in_flight.is_empty() => {}
+            }
+        }
+        if !in_flight.is_empty() {
+            tracing::info!(requests = in_flight.len(), "waiting for requests in flight");
+            let finished = tokio::time::timeout(drain, async {
+                while in_flight.join_next().await.is_some() {}
+            })
+            .await;
+            if finished.is_err() {
+                tracing::warn!("requests still in flight at the deadline; they will be sent again after restart");
+                in_flight.abort_all();
+            }
+        }
+    }
+
+    /// Launches at most one request onto `in_flight`.
+    pub async fn step(&self, in_flight: &mut JoinSet<()>) -> Result<Step, BatcherError> {
+        let settings = self.settings();
+        let mut wait = Duration::from_secs(3600);
+
+        if settings.create_custom_fields {
+            match self.ensure_custom_fields().await? {
+                Some(w) => return Ok(Step::Wait(w)),
+                None => {}
+            }
+        }
+        let failed_codes: HashSet<String> = self
+            .store
+            .custom_fields_with_status("failed")
+            .await?
+            .into_iter()
+            .map(|(c, _)| c)
+            .collect();
+
+        // Bulk: a real backlog.
+        let waiting = self
+            .store
+            .count_eligible(ListId::NONE, false, BULK_MAX as i64 + 1)
+            .await? as usize;
+        if waiting > settings.single_max_pending {
+            match self.budgets.get(BULK).try_acquire() {
+                Ok(()) => {
+                    let rows = self.store.claim(ListId::NONE, false, BULK_MAX as i64).await?;
+                    if !rows.is_empty() {
+                        self.launch(in_flight, Request::Bulk, rows, &failed_codes).await?;
+                        return Ok(Step::Launched);
+                    }
+                }
+                Err(w) => wait = wait.min(w),
+            }
+        }
+
+        // Lists.
+        for list in self.store.pending_lists().await? {
+            if self.store.count_eligible(list, false, 1).await? == 0 {
+                continue;
+            }
+            match self.budgets.get(LIST).try_acquire() {
+                Ok(()) => {
+                    let rows = self.store.claim(list, false, BULK_MAX as i64).await?;
+                    if !rows.is_empty() {
+                        self.launch(in_flight, Request::List(list), rows, &failed_codes)
+                            .await?;
+                        return Ok(Step::Launched);
+                    }
+                }
+                Err(w) => {
+                    wait = wait.min(w);
+                    break;
+                }
+            }
+        }
+
+        // One by one: few waiting, or rows whose batch Spoki refused without saying which.
+        let single_list = self.store.count_eligible(ListId::NONE, true, 1).await? > 0;
+        let few = waiting > 0 && waiting <= settings.single_max_pending;
+        if single_list || few {
+            match self.budgets.get(SINGLE).try_acquire() {
+                Ok(()) => {
+                    let mut rows = self.store.claim(ListId::NONE, true, 1).await?;
+                    if rows.is_empty() && few {
+                        rows = self.store.claim(ListId::NONE, false, 1).await?;
+                    }
+                    if !rows.is_empty() {
+                        self.launch(in_flight, Request::Single, rows, &failed_codes)
+                            .await?;
+                        return Ok(Step::Launched);
+                    }
+                }
+                Err(w) => wait = wait.min(w),
+            }
+        }
+
+        // List rows Spoki refused as a batch: alone, through the list endpoint.
+        for list in self.store.pending_lists().await? {
+            if self.store.count_eligible(list, true, 1).await? == 0 {
+                continue;
+            }
+            match self.budgets.get(LIST).try_acquire() {
+                Ok(()) => {
+                    let rows = self.store.claim(list, true, 1).await?;
+                    if !rows.is_empty() {
+                        self.launch(in_flight, Request::List(list), rows, &failed_codes)
+                            .await?;
+                        return Ok(Step::Launched);
+                    }
+                }
+                Err(w) => {
+                    wait = wait.min(w);
+                    break;
+                }
+            }
+        }
+
+        if let Some(due) = self.store.next_due_ms().await? {
+            let ms = (due - now_ms()).max(0) as u64;
+            if ms > 0 {
+                wait = wait.min(Duration::from_millis(ms));
+            }
+        }
+        Ok(Step::Wait(wait.max(Duration::from_millis(5))))
+    }
+
+    async fn launch(
+        &self,
+        in_flight: &mut JoinSet<()>,
+        request: Request,
+        rows: Vec<OutboxRow>,
+        failed_codes: &HashSet<String>,
+    ) -> Result<(), StoreError> {
+        self.store.mark_budget(request.action(), now_ms()).await?;
+        let payloads: Vec<ContactPayload> = rows
+            .iter()
+            .map(|r| {
+                let mut c = Contact {
+                    phone: r.phone,
+                    fields: r.fields.clone(),
+                };
+                c.fields.custom_fields.retain(|code, _| !failed_codes.contains(code));
+                ContactPayload::from(&c)
+            })
+            .collect();
+        let me = self.clone();
+        in_flight.spawn(async move {
+            let result = me.send(request, &payloads).await;
+            if let Err(e) = me.settle(request, rows, result).await {
+                // The rows stay in flight; the next start puts them back in the queue.
+                tracing::error!(error = %e, "could not record Spoki's answer");
+            }
+            me.wake.notify_one();
+        });
+        Ok(())
+    }
+
+    async fn send(
+        &self,
+        request: Request,
+        payloads: &[ContactPayload],
+    ) -> Result<HashMap<Phone, i64>, SpokiError> {
+        match request {
+            Request::Bulk => {
+                bump(&self.stats.bulk_requests, 1);
+                self.client.bulk_sync_contacts(payloads).await?;
+                Ok(HashMap::new())
+            }
+            Request::List(list) => {
+                bump(&self.stats.list_requests, 1);
+                self.client.sync_contacts_to_list(list.0, payloads).await?;
+                Ok(HashMap::new())
+            }
+            Request::Single => {
+                bump(&self.stats.single_requests, 1);
+                let mut ids = HashMap::new();
+                for p in payloads {
+                    if let Some(rec) = self.client.create_or_update_contact(p).await?
+                        && let Some(phone) = Phone::from_e164(&rec.phone)
+                    {
+                        ids.insert(phone, rec.id);
+                    }
+                }
+                Ok(ids)
+            }
+        }
+    }
+
+    async fn settle(
+        &self,
+        request: Request,
+        rows: Vec<OutboxRow>,
+        result: Result<HashMap<Phone, i64>, SpokiError>,
+    ) -> Result<(), StoreError> {
+        let action = request.action();
+        match result {
+            Ok(ids) => {
+                self.store.acknowledge(&rows, &ids).await?;
+                bump(&self.stats.contacts_acknowledged, rows.len() as u64);
+                tracing::info!(action, contacts = rows.len(), "Spoki acknowledged contacts");
+            }
+            // A 2xx whose body we could not read still means Spoki took the write.
+            Err(SpokiError::Decode { reason }) => {
+                tracing::warn!(action, reason, "2xx with an unexpected body; counting it as done");
+                self.store.acknowledge(&rows, &HashMap::new()).await?;
+                bump(&self.stats.contacts_acknowledged, rows.len() as u64);
+            }
+            Err(SpokiError::RateLimited { retry_after }) => {
+                bump(&self.stats.throttled, 1);
+                let budget = self.budgets.get(action);
+                let wait = retry_after.unwrap_or_else(|| budget.limit().interval());
+                budget.block_for(wait);
+                tracing::warn!(action, wait_ms = wait.as_millis() as u64, "Spoki answered 429; waiting");
+                self.store.release(&rows, 0, Some("429 Too Many Requests"), false, false).await?;
+            }
+            Err(SpokiError::Rejected { status, body }) if status == 400 => {
+                self.settle_rejection(request, rows, &body).await?;
+            }
+            Err(SpokiError::Rejected { status: 404, body }) if matches!(request, Request::List(_)) => {
+                let reason = format!("list not found in Spoki: {body}");
+                bump(&self.stats.rejected, rows.len() as u64);
+                let rows: Vec<_> = rows.into_iter().map(|r| (r, reason.clone())).collect();
+                self.store.reject(&rows).await?;
+            }
+            Err(e) => {
+                // 5xx, timeouts, broken connections, and auth errors (401/403), which are the
+                // account's problem rather than the rows': retry later, never drop.
+                bump(&self.stats.retries, 1);
+                let attempts = rows.iter().map(|r| r.attempts).max().unwrap_or(0) + 1;
+                let delay = backoff::delay(attempts as u32, self.settings().max_backoff);
+                tracing::warn!(action, error = %e, attempt = attempts, retry_in_ms = delay.as_millis() as u64, "request failed; will retry");
+                let text = e.to_string();
+                self.store
+                    .release(&rows, now_ms() + delay.as_millis() as i64, Some(&text), true, false)
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// A 400: reject the rows Spoki named; if it did not say which, send them one by one.
+    async fn settle_rejection(
+        &self,
+        request: Request,
+        rows: Vec<OutboxRow>,
+        body: &Value,
+    ) -> Result<(), StoreError> {
+        let items = match (request, body) {
+            (Request::Bulk, Value::Array(items)) => Some(items),
+            (Request::List(_), Value::Object(o)) => match o.get("contacts") {
+                Some(Value::Array(items)) => Some(items),
+                _ => None,
+            },
+            _ => None,
+        };
+        if rows.len() == 1 || matches!(request, Request::Single) {
+            let reason = body.to_string();
+            tracing::warn!(phone = %rows[0].phone, reason, "Spoki rejected a contact");
+            bump(&self.stats.rejected, rows.len() as u64);
+            let rows: Vec<_> = rows.into_iter().map(|r| (r, reason.clone())).collect();
+            return self.store.reject(&rows).await;
+        }
+        if let Some(items) = items.filter(|i| i.len() == rows.len()) {
+            let mut bad = Vec::new();
+            let mut good = Vec::new();
+            for (row, item) in rows.into_iter().zip(items) {
+                let named = match item {
+                    Value::Object(o) => !o.is_empty(),
+                    Value::Null => false,
+                    _ => true,
+                };
+                if named {
+                    bad.push((row, item.to_string()));
+                } else {
+                    good.push(row);
+                }
+            }
+            if !bad.is_empty() {
+                tracing::warn!(rejected = bad.len(), resent = good.len(), "Spoki refused some contacts of a batch");
+                bump(&self.stats.rejected, bad.len() as u64);
+                self.store.reject(&bad).await?;
+                return self.store.release(&good, 0, None, false, false).await;
+            }
+            return self.store.release(&good, 0, Some("batch refused"), false, true).await;
+        }
+        tracing::warn!(contacts = rows.len(), "Spoki refused a batch without naming rows; sending them one by one");
+        self.store
+            .release(&rows, 0, Some(&body.to_string()), false, true)
+            .await
+    }
+
+    /// Creates the custom fields the queued contacts use but Spoki lacks. Returns a wait when a
+    /// budget is not free yet (contact writes wait for the fields they need).
+    async fn ensure_custom_fields(&self) -> Result<Option<Duration>, StoreError> {
+        let wanted = self.store.custom_fields_with_status("wanted").await?;
+        if wanted.is_empty() {
+            return Ok(None);
+        }
+        use std::sync::atomic::Ordering;
+        if !self.fields_listed.load(Ordering::Relaxed) {
+            let budget = self.budgets.get("list_custom_fields");
+            let mut page = 1;
+            loop {
+                if let Err(w) = budget.try_acquire() {
+                    return Ok(Some(w));
+                }
+                match self.client.list_custom_fields(page).await {
+                    Ok(p) => {
+                        for f in &p.results {
+                            if wanted.iter().any(|(c, _)| c == &f.code) {
+                                self.store.set_custom_field_status(&f.code, "exists", None).await?;
+                            }
+                        }
+                        if p.next.is_none() || p.results.is_empty() {
+                            break;
+                        }
+                        page += 1;
+                    }
+                    Err(e) => return Ok(Some(self.wait_after(&e, "list_custom_fields"))),
+                }
+            }
+            self.fields_listed.store(true, Ordering::Relaxed);
+        }
+        for (code, label) in self.store.custom_fields_with_status("wanted").await? {
+            let budget = self.budgets.get("create_custom_field");
+            if let Err(w) = budget.try_acquire() {
+                return Ok(Some(w));
+            }
+            match self.client.create_custom_field(&label, &code).await {
+                Ok(()) => {
+                    tracing::info!(code, "created custom field in Spoki");
+                    self.store.set_custom_field_status(&code, "exists", None).await?;
+                }
+                Err(SpokiError::Rejected { body, .. }) => {
+                    let text = body.to_string();
+                    if text.contains("exist") || text.contains("unique") {
+                        self.store.set_custom_field_status(&code, "exists", None).await?;
+                    } else {
+                        tracing::warn!(code, reason = text, "Spoki refused a custom field; its values will not be sent");
+                        self.store
+                            .set_custom_field_status(&code, "failed", Some(&text))
+                            .await?;
+                    }
+                }
+                Err(e) => return Ok(Some(self.wait_after(&e, "create_custom_field"))),
+            }
+        }
+        Ok(None)
+    }
+
+    fn wait_after(&self, e: &SpokiError, action: &str) -> Duration {
+        let budget = self.budgets.get(action);
+        let wait = e.retry_after().unwrap_or_else(|| budget.limit().interval().max(Duration::from_secs(1)));
+        budget.block_for(wait);
+        tracing::warn!(action, error = %e, "custom-field call failed; will retry");
+        wait
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Request {
+    Bulk,
+    Single,
+    List(ListId),
+}
+
+impl Request {
+    fn action(self) -> &'static str {
+        match self {
+            Request::Bulk => BULK,
+            Request::Single => SINGLE,
+            Request::List(_) => LIST,
+        }
+    }
+}

@@ -1,0 +1,209 @@
+//! One budget per Spoki action (governor GCRA, evenly spaced: burst 1), shared by every caller
+//! of that action. Time comes from tokio's clock, so `tokio::time::pause()` drives it in tests.
+//! A 429 or a previous run's last request can also hold a budget shut until a given instant.
+
+use std::collections::HashMap;
+use std::num::NonZeroU32;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use governor::clock::Clock;
+use governor::middleware::NoOpMiddleware;
+use governor::nanos::Nanos;
+use governor::state::{InMemoryState, NotKeyed};
+use governor::{Quota, RateLimiter};
+use tokio::time::Instant;
+
+use crate::config::{RateLimit, Settings};
+use crate::spoki::actions;
+
+/// governor clock reading tokio's (pausable) monotonic time.
+#[derive(Clone, Debug)]
+pub struct TokioClock {
+    origin: Instant,
+}
+
+impl TokioClock {
+    fn new() -> TokioClock {
+        TokioClock {
+            origin: Instant::now(),
+        }
+    }
+}
+
+impl Clock for TokioClock {
+    type Instant = Nanos;
+
+    fn now(&self) -> Nanos {
+        Nanos::from(self.origin.elapsed())
+    }
+}
+
+type Limiter = RateLimiter<NotKeyed, InMemoryState, TokioClock, NoOpMiddleware<Nanos>>;
+
+fn limiter(limit: RateLimit, clock: TokioClock) -> Limiter {
+    let quota = Quota::with_period(limit.interval().max(Duration::from_nanos(1)))
+        .unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN))
+        .allow_burst(NonZeroU32::MIN);
+    RateLimiter::direct_with_clock(quota, clock)
+}
+
+/// The budget of one action.
+#[derive(Debug)]
+pub struct Budget {
+    pub action: &'static str,
+    inner: Mutex<BudgetState>,
+    clock: TokioClock,
+}
+
+struct BudgetState {
+    limit: RateLimit,
+    limiter: Limiter,
+    blocked_until: Option<Instant>,
+}
+
+impl std::fmt::Debug for BudgetState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BudgetState")
+            .field("limit", &self.limit)
+            .field("blocked_until", &self.blocked_until)
+            .finish()
+    }
+}
+
+impl Budget {
+    fn new(action: &'static str, limit: RateLimit) -> Budget {
+        let clock = TokioClock::new();
+        Budget {
+            action,
+            inner: Mutex::new(BudgetState {
+                limit,
+                limiter: limiter(limit, clock.clone()),
+                blocked_until: None,
+            }),
+            clock,
+        }
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, BudgetState> {
+        // A poisoned lock only means another thread panicked mid-update of plain data.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn limit(&self) -> RateLimit {
+        self.state().limit
+    }
+
+    /// Takes a slot now, or says how long until one frees.
+    pub fn try_acquire(&self) -> Result<(), Duration> {
+        let mut st = self.state();
+        let now = Instant::now();
+        if let Some(until) = st.blocked_until {
+            if until > now {
+                return Err(until - now);
+            }
+            st.blocked_until = None;
+        }
+        st.limiter
+            .check()
+            .map_err(|not_until| not_until.wait_time_from(self.clock.now()))
+    }
+
+    /// Waits for a slot and takes it.
+    pub async fn acquire(&self) {
+        while let Err(wait) = self.try_acquire() {
+            tokio::time::sleep(wait.max(Duration::from_millis(1))).await;
+        }
+    }
+
+    /// Holds the budget shut for `wait` (a 429's Retry-After, or the spacing still owed to a
+    /// request a previous run made).
+    pub fn block_for(&self, wait: Duration) {
+        let until = Instant::now() + wait;
+        let mut st = self.state();
+        if st.blocked_until.is_none_or(|u| u < until) {
+            st.blocked_until = Some(until);
+        }
+    }
+
+    /// Applies a new limit (configuration reload). The next slot is at most one new interval
+    /// away.
+    pub fn set_limit(&self, limit: RateLimit) {
+        let mut st = self.state();
+        if st.limit != limit {
+            st.limit = limit;
+            st.limiter = limiter(limit, self.clock.clone());
+            let until = Instant::now() + limit.interval();
+            st.blocked_until = Some(st.blocked_until.map_or(until, |u| u.max(until)));
+        }
+    }
+}
+
+/// Every action's budget.
+#[derive(Clone, Debug)]
+pub struct Budgets {
+    map: Arc<HashMap<&'static str, Arc<Budget>>>,
+}
+
+impl Budgets {
+    pub fn from_settings(settings: &Settings) -> Budgets {
+        let map = actions::ACTIONS
+            .iter()
+            .map(|a| (a.name, Arc::new(Budget::new(a.name, settings.limit(a.name)))))
+            .collect();
+        Budgets { map: Arc::new(map) }
+    }
+
+    /// The budget of a catalogue action. Panics on a name outside the catalogue: callers pass
+    /// the constants of `spoki::actions`.
+    pub fn get(&self, action: &str) -> Arc<Budget> {
+        match self.map.get(action) {
+            Some(b) => b.clone(),
+            None => panic!("no budget for unknown action {action}"),
+        }
+    }
+
+    pub fn apply(&self, settings: &Settings) {
+        for (name, budget) in self.map.iter() {
+            budget.set_limit(settings.limit(name));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn budget(text: &str) -> Budget {
+        Budget::new("bulk_sync_contacts", RateLimit::parse(text).expect("limit"))
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn slots_are_evenly_spaced() {
+        let b = budget("2/10s");
+        assert!(b.try_acquire().is_ok());
+        let wait = b.try_acquire().expect_err("second slot is 5 s away");
+        assert_eq!(wait, Duration::from_secs(5));
+        tokio::time::advance(Duration::from_secs(5)).await;
+        assert!(b.try_acquire().is_ok());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn acquire_waits_for_the_next_slot() {
+        let b = budget("1/60s");
+        let start = Instant::now();
+        b.acquire().await;
+        b.acquire().await;
+        b.acquire().await;
+        assert_eq!(Instant::now() - start, Duration::from_secs(120));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn block_for_holds_the_budget_shut() {
+        let b = budget("120/60s");
+        b.block_for(Duration::from_secs(7));
+        assert_eq!(b.try_acquire(), Err(Duration::from_secs(7)));
+        tokio::time::advance(Duration::from_secs(7)).await;
+        assert!(b.try_acquire().is_ok());
+    }
+}

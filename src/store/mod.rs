@@ -1,0 +1,480 @@
+//! The only module with SQL. One SQLite file in WAL mode holds the mirror, the state Spoki last
+//! acknowledged, the outbox, file checkpoints and rejects. Migrations are embedded.
+
+mod outbox;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
+};
+use sqlx::{AssertSqlSafe, Row, SqlitePool};
+
+pub use outbox::OutboxRow;
+
+use crate::domain::{ContactFields, ListId, Phone};
+
+pub type Tx = sqlx::Transaction<'static, sqlx::Sqlite>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Db(#[from] sqlx::Error),
+    #[error("database migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("unexpected data in the database: {0}")]
+    Corrupt(String),
+}
+
+pub fn now_rfc3339() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+pub fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+#[derive(Clone, Debug)]
+pub struct Store {
+    pool: SqlitePool,
+}
+
+/// What is known about one contact before a new input is applied.
+#[derive(Clone, Debug, Default)]
+pub struct Known {
+    /// Spoki has acknowledged this contact before.
+    pub in_state: bool,
+    /// What Spoki will hold once every queued write lands: state, then in-flight rows, then
+    /// pending rows, oldest first.
+    pub effective: ContactFields,
+    /// Spoki acknowledged the contact as a member of the list asked about.
+    pub member: bool,
+    /// The pending row for this (phone, list), which a new change merges into.
+    pub pending_here: Option<(i64, ContactFields)>,
+}
+
+/// Daemon counters for status.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct StatusCounts {
+    pub outbox_pending: i64,
+    pub outbox_inflight: i64,
+    pub rejected: i64,
+    pub files_processed: i64,
+    pub files_failed: i64,
+    pub last_push_at: Option<String>,
+    pub last_pull_at: Option<String>,
+}
+
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct RejectRecord {
+    pub source: String,
+    pub key: String,
+    pub phone: String,
+    pub reason: String,
+    pub created_at: String,
+}
+
+pub(crate) fn fields_json(fields: &ContactFields) -> String {
+    serde_json::to_string(&fields.custom_fields).unwrap_or_else(|_| "{}".to_string())
+}
+
+pub(crate) fn fields_from_row(row: &SqliteRow) -> Result<ContactFields, StoreError> {
+    let custom: String = row.try_get("custom_fields")?;
+    let custom_fields: BTreeMap<String, String> = serde_json::from_str(&custom)
+        .map_err(|e| StoreError::Corrupt(format!("custom_fields is not a JSON object: {e}")))?;
+    Ok(ContactFields {
+        first_name: row.try_get("first_name")?,
+        last_name: row.try_get("last_name")?,
+        email: row.try_get("email")?,
+        language: row.try_get("language")?,
+        custom_fields,
+    })
+}
+
+pub(crate) fn phone_from_row(row: &SqliteRow) -> Result<Phone, StoreError> {
+    let text: String = row.try_get("phone")?;
+    Phone::from_e164(&text).ok_or_else(|| StoreError::Corrupt(format!("bad phone {text:?}")))
+}
+
+fn placeholders(n: usize) -> String {
+    let mut s = String::with_capacity(n * 2);
+    for i in 0..n {
+        if i > 0 {
+            s.push(',');
+        }
+        s.push('?');
+    }
+    s
+}
+
+impl Store {
+    /// Opens (creating it if needed) and migrates the database.
+    pub async fn open(path: &Path) -> Result<Store, StoreError> {
+        let opts = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(Duration::from_secs(60))
+            .foreign_keys(true);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(opts)
+            .await?;
+        sqlx::migrate!("./migrations").run(&pool).await?;
+        Ok(Store { pool })
+    }
+
+    /// Opens an existing database read-only (for `plan`); `None` when there is none yet.
+    pub async fn open_read_only(path: &Path) -> Result<Option<Store>, StoreError> {
+        if !path.exists() {
+            return Ok(None);
+        }
+        let url = format!("sqlite://{}", path.display());
+        let opts = SqliteConnectOptions::from_str(&url)?
+            .read_only(true)
+            .busy_timeout(Duration::from_secs(60));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(2)
+            .connect_with(opts)
+            .await?;
+        let migrated: Option<(String,)> = sqlx::query_as(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'contact_state'",
+        )
+        .fetch_optional(&pool)
+        .await?;
+        Ok(migrated.map(|_| Store { pool }))
+    }
+
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
+    pub async fn begin(&self) -> Result<Tx, StoreError> {
+        Ok(self.pool.begin().await?)
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    /// What is known of each phone, for a change headed to `list`.
+    pub async fn known(
+        conn: &mut SqliteConnection,
+        list: ListId,
+        phones: &[Phone],
+    ) -> Result<HashMap<Phone, Known>, StoreError> {
+        let mut out: HashMap<Phone, Known> = HashMap::with_capacity(phones.len());
+        for chunk in phones.chunks(500) {
+            let texts: Vec<String> = chunk.iter().map(Phone::to_string).collect();
+            let ph = placeholders(texts.len());
+            let sql = format!(
+                "SELECT phone, first_name, last_name, email, language, custom_fields \
+                 FROM contact_state WHERE phone IN ({ph})"
+            );
+            let mut q = sqlx::query(AssertSqlSafe(sql.clone()));
+            for t in &texts {
+                q = q.bind(t);
+            }
+            for row in q.fetch_all(&mut *conn).await? {
+                let k = out.entry(phone_from_row(&row)?).or_default();
+                k.in_state = true;
+                k.effective = fields_from_row(&row)?;
+            }
+            let sql = format!(
+                "SELECT id, phone, list_id, state, first_name, last_name, email, language, \
+                 custom_fields FROM outbox WHERE phone IN ({ph}) \
+                 ORDER BY CASE state WHEN 'inflight' THEN 0 ELSE 1 END, id"
+            );
+            let mut q = sqlx::query(AssertSqlSafe(sql.clone()));
+            for t in &texts {
+                q = q.bind(t);
+            }
+            for row in q.fetch_all(&mut *conn).await? {
+                let phone = phone_from_row(&row)?;
+                let fields = fields_from_row(&row)?;
+                let k = out.entry(phone).or_default();
+                k.effective.overlay(&fields);
+                let state: String = row.try_get("state")?;
+                let row_list: i64 = row.try_get("list_id")?;
+                if state == "pending" && row_list == list.0 {
+                    k.pending_here = Some((row.try_get("id")?, fields));
+                }
+            }
+            if !list.is_none() {
+                let sql =
+                    format!("SELECT phone FROM list_members WHERE list_id = ? AND phone IN ({ph})");
+                let mut q = sqlx::query(AssertSqlSafe(sql.clone())).bind(list.0);
+                for t in &texts {
+                    q = q.bind(t);
+                }
+                for row in q.fetch_all(&mut *conn).await? {
+                    out.entry(phone_from_row(&row)?).or_default().member = true;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Queues a change: merged into the pending row of (phone, list) if there is one.
+    pub async fn put_pending(
+        conn: &mut SqliteConnection,
+        phone: Phone,
+        list: ListId,
+        changes: &ContactFields,
+        pending: Option<&(i64, ContactFields)>,
+        source: &str,
+        source_key: &str,
+    ) -> Result<(), StoreError> {
+        match pending {
+            Some((id, existing)) => {
+                let mut merged = existing.clone();
+                merged.overlay(changes);
+                sqlx::query(
+                    "UPDATE outbox SET first_name = ?, last_name = ?, email = ?, language = ?, \
+                     custom_fields = ?, source = ?, source_key = ? WHERE id = ?",
+                )
+                .bind(&merged.first_name)
+                .bind(&merged.last_name)
+                .bind(&merged.email)
+                .bind(&merged.language)
+                .bind(fields_json(&merged))
+                .bind(source)
+                .bind(source_key)
+                .bind(id)
+                .execute(&mut *conn)
+                .await?;
+            }
+            None => {
+                sqlx::query(
+                    "INSERT INTO outbox (phone, list_id, first_name, last_name, email, language, \
+                     custom_fields, source, source_key, enqueued_at) \
+                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                )
+                .bind(phone.to_string())
+                .bind(list.0)
+                .bind(&changes.first_name)
+                .bind(&changes.last_name)
+                .bind(&changes.email)
+                .bind(&changes.language)
+                .bind(fields_json(changes))
+                .bind(source)
+                .bind(source_key)
+                .bind(now_rfc3339())
+                .execute(&mut *conn)
+                .await?;
+            }
+        }
+        Ok(())
+    }
+
+    pub async fn insert_reject(
+        conn: &mut SqliteConnection,
+        source: &str,
+        key: &str,
+        phone: &str,
+        reason: &str,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO rejects (source, key, phone, reason, created_at) VALUES (?, ?, ?, ?, ?)",
+        )
+        .bind(source)
+        .bind(key)
+        .bind(phone)
+        .bind(reason)
+        .bind(now_rfc3339())
+        .execute(&mut *conn)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn rejects(&self, limit: i64) -> Result<Vec<RejectRecord>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT source, key, phone, reason, created_at FROM rejects ORDER BY id DESC LIMIT ?",
+        )
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(RejectRecord {
+                    source: r.try_get("source")?,
+                    key: r.try_get("key")?,
+                    phone: r.try_get("phone")?,
+                    reason: r.try_get("reason")?,
+                    created_at: r.try_get("created_at")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Marks custom-field codes as needed in Spoki (unless already known).
+    pub async fn want_custom_fields(
+        conn: &mut SqliteConnection,
+        codes: &[(String, String)],
+    ) -> Result<(), StoreError> {
+        for (code, label) in codes {
+            sqlx::query(
+                "INSERT INTO custom_fields (code, label, status) VALUES (?, ?, 'wanted') \
+                 ON CONFLICT(code) DO NOTHING",
+            )
+            .bind(code)
+            .bind(label)
+            .execute(&mut *conn)
+            .await?;
+        }
+        Ok(())
+    }
+
+    pub async fn custom_fields_with_status(
+        &self,
+        status: &str,
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        Ok(
+            sqlx::query_as("SELECT code, label FROM custom_fields WHERE status = ? ORDER BY code")
+                .bind(status)
+                .fetch_all(&self.pool)
+                .await?,
+        )
+    }
+
+    pub async fn set_custom_field_status(
+        &self,
+        code: &str,
+        status: &str,
+        reason: Option<&str>,
+    ) -> Result<(), StoreError> {
+        sqlx::query("UPDATE custom_fields SET status = ?, reason = ? WHERE code = ?")
+            .bind(status)
+            .bind(reason)
+            .bind(code)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// A committed file not yet moved out of the inbox: its outcome and report.
+    pub async fn unmoved_file(
+        &self,
+        path: &str,
+        sha256: &str,
+    ) -> Result<Option<(String, String)>, StoreError> {
+        Ok(sqlx::query_as(
+            "SELECT outcome, report FROM inbox_files WHERE path = ? AND sha256 = ? AND moved = 0",
+        )
+        .bind(path)
+        .bind(sha256)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
+    pub async fn record_file(
+        conn: &mut SqliteConnection,
+        path: &str,
+        sha256: &str,
+        outcome: &str,
+        report: &str,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO inbox_files (path, sha256, outcome, report, committed_at, moved) \
+             VALUES (?, ?, ?, ?, ?, 0) ON CONFLICT(path, sha256) DO UPDATE SET \
+             outcome = excluded.outcome, report = excluded.report, \
+             committed_at = excluded.committed_at, moved = 0",
+        )
+        .bind(path)
+        .bind(sha256)
+        .bind(outcome)
+        .bind(report)
+        .bind(now_rfc3339())
+        .execute(&mut *conn)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn mark_file_moved(&self, path: &str, sha256: &str) -> Result<(), StoreError> {
+        sqlx::query("UPDATE inbox_files SET moved = 1 WHERE path = ? AND sha256 = ?")
+            .bind(path)
+            .bind(sha256)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn mark_budget(&self, action: &str, at_ms: i64) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO budget_marks (action, last_at_ms) VALUES (?, ?) \
+             ON CONFLICT(action) DO UPDATE SET last_at_ms = excluded.last_at_ms",
+        )
+        .bind(action)
+        .bind(at_ms)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn budget_marks(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        Ok(sqlx::query_as("SELECT action, last_at_ms FROM budget_marks")
+            .fetch_all(&self.pool)
+            .await?)
+    }
+
+    pub async fn set_meta(&self, key: &str, value: &str) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO meta (key, value) VALUES (?, ?) \
+             ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+        )
+        .bind(key)
+        .bind(value)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn status_counts(&self) -> Result<StatusCounts, StoreError> {
+        let (pending, inflight): (i64, i64) = sqlx::query_as(
+            "SELECT COALESCE(SUM(state = 'pending'), 0), COALESCE(SUM(state = 'inflight'), 0) \
+             FROM outbox",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        let (rejected,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM rejects")
+            .fetch_one(&self.pool)
+            .await?;
+        let (processed, failed): (i64, i64) = sqlx::query_as(
+            "SELECT COALESCE(SUM(outcome = 'processed'), 0), COALESCE(SUM(outcome = 'failed'), 0) \
+             FROM inbox_files",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        let meta: Vec<(String, String)> =
+            sqlx::query_as("SELECT key, value FROM meta WHERE key IN ('last_push_at', 'last_pull_at')")
+                .fetch_all(&self.pool)
+                .await?;
+        let get = |k: &str| meta.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone());
+        Ok(StatusCounts {
+            outbox_pending: pending,
+            outbox_inflight: inflight,
+            rejected,
+            files_processed: processed,
+            files_failed: failed,
+            last_push_at: get("last_push_at"),
+            last_pull_at: get("last_pull_at"),
+        })
+    }
+
+    /// The acknowledged state of one contact (tests and status).
+    pub async fn acknowledged(&self, phone: Phone) -> Result<Option<ContactFields>, StoreError> {
+        let row = sqlx::query(
+            "SELECT first_name, last_name, email, language, custom_fields FROM contact_state \
+             WHERE phone = ?",
+        )
+        .bind(phone.to_string())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(fields_from_row).transpose()
+    }
+}

@@ -1,0 +1,337 @@
+//! Outbox operations for the batcher: claim rows into a request, then acknowledge (2xx),
+//! release (retry later) or reject them. A row leaves the outbox only through `acknowledge`
+//! or `reject`; a crash leaves 'inflight' rows that `recover_inflight` puts back.
+
+use std::collections::HashMap;
+
+use sqlx::{AssertSqlSafe, Row};
+use sqlx::sqlite::{SqliteConnection, SqliteRow};
+
+use super::{
+    Store, StoreError, fields_from_row, fields_json, now_ms, now_rfc3339, phone_from_row,
+    placeholders,
+};
+use crate::domain::{ContactFields, ListId, Phone};
+
+/// One queued contact write.
+#[derive(Clone, Debug)]
+pub struct OutboxRow {
+    pub id: i64,
+    pub phone: Phone,
+    pub list: ListId,
+    pub fields: ContactFields,
+    pub source: String,
+    pub source_key: String,
+    pub attempts: i64,
+}
+
+fn outbox_row(row: &SqliteRow) -> Result<OutboxRow, StoreError> {
+    Ok(OutboxRow {
+        id: row.try_get("id")?,
+        phone: phone_from_row(row)?,
+        list: ListId(row.try_get("list_id")?),
+        fields: fields_from_row(row)?,
+        source: row.try_get("source")?,
+        source_key: row.try_get("source_key")?,
+        attempts: row.try_get("attempts")?,
+    })
+}
+
+const COLUMNS: &str = "id, phone, list_id, first_name, last_name, email, language, custom_fields, \
+                       source, source_key, attempts";
+
+/// Pending rows that may leave now: due, and no write for the same phone in flight (per-contact
+/// order).
+const ELIGIBLE: &str = "FROM outbox o WHERE o.state = 'pending' AND o.list_id = ? AND o.route = ? \
+     AND o.not_before <= ? \
+     AND NOT EXISTS (SELECT 1 FROM outbox i WHERE i.phone = o.phone AND i.state = 'inflight')";
+
+impl Store {
+    /// How many rows could go in a request to `list` now, counting up to `cap`.
+    pub async fn count_eligible(
+        &self,
+        list: ListId,
+        single_route: bool,
+        cap: i64,
+    ) -> Result<i64, StoreError> {
+        let sql = format!("SELECT COUNT(*) FROM (SELECT 1 {ELIGIBLE} LIMIT ?)");
+        let (n,): (i64,) = sqlx::query_as(AssertSqlSafe(sql))
+            .bind(list.0)
+            .bind(route(single_route))
+            .bind(now_ms())
+            .bind(cap)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(n)
+    }
+
+    /// Takes up to `limit` eligible rows, oldest first, and marks them in flight.
+    pub async fn claim(
+        &self,
+        list: ListId,
+        single_route: bool,
+        limit: i64,
+    ) -> Result<Vec<OutboxRow>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let sql = format!(
+            "SELECT {} {ELIGIBLE} ORDER BY o.id LIMIT ?",
+            COLUMNS
+                .split(", ")
+                .map(|c| format!("o.{c}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        let rows = sqlx::query(AssertSqlSafe(sql.clone()))
+            .bind(list.0)
+            .bind(route(single_route))
+            .bind(now_ms())
+            .bind(limit)
+            .fetch_all(&mut *tx)
+            .await?;
+        let rows: Vec<OutboxRow> = rows.iter().map(outbox_row).collect::<Result<_, _>>()?;
+        for chunk in rows.chunks(500) {
+            let sql = format!(
+                "UPDATE outbox SET state = 'inflight' WHERE id IN ({})",
+                placeholders(chunk.len())
+            );
+            let mut q = sqlx::query(AssertSqlSafe(sql.clone()));
+            for r in chunk {
+                q = q.bind(r.id);
+            }
+            q.execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(rows)
+    }
+
+    /// Lists (other than none) with pending rows.
+    pub async fn pending_lists(&self) -> Result<Vec<ListId>, StoreError> {
+        let ids: Vec<(i64,)> = sqlx::query_as(
+            "SELECT DISTINCT list_id FROM outbox WHERE state = 'pending' AND list_id != 0 \
+             ORDER BY list_id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(ids.into_iter().map(|(id,)| ListId(id)).collect())
+    }
+
+    /// Milliseconds (unix) at which the next delayed pending row becomes due, if any.
+    pub async fn next_due_ms(&self) -> Result<Option<i64>, StoreError> {
+        let (ms,): (Option<i64>,) =
+            sqlx::query_as("SELECT MIN(not_before) FROM outbox WHERE state = 'pending'")
+                .fetch_one(&self.pool)
+                .await?;
+        Ok(ms)
+    }
+
+    /// Spoki took these rows: the state, the mirror and list memberships learn the values, and
+    /// the rows leave the outbox, all in one transaction.
+    pub async fn acknowledge(
+        &self,
+        rows: &[OutboxRow],
+        spoki_ids: &HashMap<Phone, i64>,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let now = now_rfc3339();
+        for row in rows {
+            let phone = row.phone.to_string();
+            let spoki_id = spoki_ids.get(&row.phone).copied();
+            for table in ["contact_state", "contacts"] {
+                merge_contact(&mut tx, table, &phone, &row.fields, spoki_id, &now).await?;
+            }
+            if !row.list.is_none() {
+                sqlx::query("INSERT OR IGNORE INTO list_members (list_id, phone) VALUES (?, ?)")
+                    .bind(row.list.0)
+                    .bind(&phone)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            sqlx::query("DELETE FROM outbox WHERE id = ?")
+                .bind(row.id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        sqlx::query(
+            "INSERT INTO meta (key, value) VALUES ('last_push_at', ?) \
+             ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+        )
+        .bind(&now)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Puts in-flight rows back to wait until `not_before_ms`. A newer pending row for the same
+    /// contact absorbs the old values it does not override, so order and values hold.
+    pub async fn release(
+        &self,
+        rows: &[OutboxRow],
+        not_before_ms: i64,
+        error: Option<&str>,
+        count_attempt: bool,
+        single_route: bool,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        for row in rows {
+            release_one(&mut tx, row, not_before_ms, error, count_attempt, single_route).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Spoki refused these rows for good: they become rejects with Spoki's reason.
+    pub async fn reject(&self, rows: &[(OutboxRow, String)]) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        for (row, reason) in rows {
+            Store::insert_reject(
+                &mut tx,
+                &row.source,
+                &row.source_key,
+                &row.phone.to_string(),
+                reason,
+            )
+            .await?;
+            sqlx::query("DELETE FROM outbox WHERE id = ?")
+                .bind(row.id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// After a crash: every row left in flight waits again (its request may or may not have
+    /// landed; sending it again is harmless because writes are upserts by phone).
+    pub async fn recover_inflight(&self) -> Result<usize, StoreError> {
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM outbox WHERE state = 'inflight' ORDER BY id"
+        )))
+        .fetch_all(&self.pool)
+        .await?;
+        let rows: Vec<OutboxRow> = rows.iter().map(outbox_row).collect::<Result<_, _>>()?;
+        self.release(&rows, 0, None, false, false).await?;
+        Ok(rows.len())
+    }
+
+    pub async fn outbox_depth(&self) -> Result<i64, StoreError> {
+        let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM outbox")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(n)
+    }
+}
+
+fn route(single: bool) -> &'static str {
+    if single { "single" } else { "any" }
+}
+
+async fn merge_contact(
+    conn: &mut SqliteConnection,
+    table: &str,
+    phone: &str,
+    fields: &ContactFields,
+    spoki_id: Option<i64>,
+    now: &str,
+) -> Result<(), StoreError> {
+    let existing = sqlx::query(AssertSqlSafe(format!(
+        "SELECT first_name, last_name, email, language, custom_fields FROM {table} WHERE phone = ?"
+    )))
+    .bind(phone)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let mut merged = match &existing {
+        Some(row) => fields_from_row(row)?,
+        None => ContactFields::default(),
+    };
+    merged.overlay(fields);
+    let (stamp_col, stamp_val) = if table == "contact_state" {
+        ("acked_at", now.to_string())
+    } else {
+        ("updated_at", now.to_string())
+    };
+    sqlx::query(AssertSqlSafe(format!(
+        "INSERT INTO {table} (phone, spoki_id, first_name, last_name, email, language, \
+         custom_fields, {stamp_col}) VALUES (?, ?, ?, ?, ?, ?, ?, ?) \
+         ON CONFLICT(phone) DO UPDATE SET spoki_id = COALESCE(excluded.spoki_id, spoki_id), \
+         first_name = excluded.first_name, last_name = excluded.last_name, \
+         email = excluded.email, language = excluded.language, \
+         custom_fields = excluded.custom_fields, {stamp_col} = excluded.{stamp_col}"
+    )))
+    .bind(phone)
+    .bind(spoki_id)
+    .bind(&merged.first_name)
+    .bind(&merged.last_name)
+    .bind(&merged.email)
+    .bind(&merged.language)
+    .bind(fields_json(&merged))
+    .bind(stamp_val)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+async fn release_one(
+    conn: &mut SqliteConnection,
+    row: &OutboxRow,
+    not_before_ms: i64,
+    error: Option<&str>,
+    count_attempt: bool,
+    single_route: bool,
+) -> Result<(), StoreError> {
+    let attempts = row.attempts + i64::from(count_attempt);
+    let newer = sqlx::query(AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM outbox WHERE phone = ? AND list_id = ? AND state = 'pending'"
+    )))
+    .bind(row.phone.to_string())
+    .bind(row.list.0)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let route_value = route(single_route);
+    match newer {
+        Some(newer) => {
+            let newer = outbox_row(&newer)?;
+            let mut merged = newer.fields.clone();
+            merged.fill_from_older(&row.fields);
+            sqlx::query("DELETE FROM outbox WHERE id = ?")
+                .bind(newer.id)
+                .execute(&mut *conn)
+                .await?;
+            sqlx::query(
+                "UPDATE outbox SET state = 'pending', first_name = ?, last_name = ?, email = ?, \
+                 language = ?, custom_fields = ?, source = ?, source_key = ?, attempts = ?, \
+                 not_before = ?, last_error = COALESCE(?, last_error), \
+                 route = CASE WHEN ? = 'single' THEN 'single' ELSE route END WHERE id = ?",
+            )
+            .bind(&merged.first_name)
+            .bind(&merged.last_name)
+            .bind(&merged.email)
+            .bind(&merged.language)
+            .bind(fields_json(&merged))
+            .bind(&newer.source)
+            .bind(&newer.source_key)
+            .bind(attempts)
+            .bind(not_before_ms)
+            .bind(error)
+            .bind(route_value)
+            .bind(row.id)
+            .execute(&mut *conn)
+            .await?;
+        }
+        None => {
+            sqlx::query(
+                "UPDATE outbox SET state = 'pending', attempts = ?, not_before = ?, \
+                 last_error = COALESCE(?, last_error), \
+                 route = CASE WHEN ? = 'single' THEN 'single' ELSE route END WHERE id = ?",
+            )
+            .bind(attempts)
+            .bind(not_before_ms)
+            .bind(error)
+            .bind(route_value)
+            .bind(row.id)
+            .execute(&mut *conn)
+            .await?;
+        }
+    }
+    Ok(())
+}
