@@ -326,7 +326,8 @@ impl Settings {
     pub fn check_runnable(&self) -> Result<(), ConfigError> {
         let mut problems = Vec::new();
         if self.spoki.api_key.is_none() {
-            problems.push("spoki.api_key: required by `run` (or SPOKI_SYNC__SPOKI__API_KEY)".into());
+            problems
+                .push("spoki.api_key: required by `run` (or SPOKI_SYNC__SPOKI__API_KEY)".into());
         }
         if self.admin.token.is_none() {
             problems.push("admin.token: required by `run` (or SPOKI_SYNC__ADMIN__TOKEN)".into());
@@ -352,7 +353,10 @@ fn toml_from_str(text: &str) -> Result<RawSettings, ConfigError> {
 /// The `config` crate quotes offending values in its messages; a secret must not leak that way.
 fn redact(message: &str) -> String {
     let lower = message.to_ascii_lowercase();
-    if ["api_key", "token", "secret"].iter().any(|k| lower.contains(k)) {
+    if ["api_key", "token", "secret"]
+        .iter()
+        .any(|k| lower.contains(k))
+    {
         match message.find(" for key ") {
             Some(i) => format!("invalid value{}", &message[i..]),
             None => "invalid value for a secret key (value not shown)".to_string(),
@@ -461,8 +465,9 @@ impl RawSettings {
         for (action, text) in &self.spoki.rate_limits {
             let key = format!("spoki.rate_limits.{action}");
             if !rate_limits.contains_key(action.as_str()) {
-                c.problems
-                    .push(format!("{key}: unknown action (see the action names in the README)"));
+                c.problems.push(format!(
+                    "{key}: unknown action (see the action names in the README)"
+                ));
                 continue;
             }
             if let Some(limit) = c.take(&key, RateLimit::parse(text)) {
@@ -484,8 +489,11 @@ impl RawSettings {
                 .ok_or_else(|| format!("{region_text:?} is not an ISO 3166 region like IT")),
         );
         let settle = c.duration("csv.settle", &self.csv.settle, "500ms");
-        let create_custom_fields =
-            c.flag("csv.create_custom_fields", &self.csv.create_custom_fields, true);
+        let create_custom_fields = c.flag(
+            "csv.create_custom_fields",
+            &self.csv.create_custom_fields,
+            true,
+        );
         let rescan_interval = c.duration("csv.rescan_interval", &self.csv.rescan_interval, "30s");
         if rescan_interval.is_zero() {
             c.problems
@@ -494,8 +502,11 @@ impl RawSettings {
 
         let poll_interval = c.duration("mirror.poll_interval", &self.mirror.poll_interval, "1s");
         let pull_interval = c.duration("mirror.pull_interval", &self.mirror.pull_interval, "15m");
-        let propagate_deletes =
-            c.flag("mirror.propagate_deletes", &self.mirror.propagate_deletes, false);
+        let propagate_deletes = c.flag(
+            "mirror.propagate_deletes",
+            &self.mirror.propagate_deletes,
+            false,
+        );
         let share_text = self.mirror.max_delete_share.as_deref().unwrap_or("10%");
         let max_delete_share = c
             .take("mirror.max_delete_share", parse_share(share_text))
@@ -623,7 +634,10 @@ mod tests {
         assert_eq!(s.spoki.timeout, Duration::from_secs(30));
         assert_eq!(s.csv.settle, Duration::from_millis(500));
         assert_eq!(s.limit("bulk_sync_contacts"), RateLimit::per_minute(1));
-        assert_eq!(s.limit("create_or_update_contact"), RateLimit::per_minute(120));
+        assert_eq!(
+            s.limit("create_or_update_contact"),
+            RateLimit::per_minute(120)
+        );
         assert_eq!(s.mirror.max_delete_share, 0.1);
         assert_eq!(s.admin.listen.to_string(), "127.0.0.1:8780");
         assert!(s.csv.create_custom_fields);
@@ -663,11 +677,11 @@ mod tests {
 
     #[test]
     fn rate_limits_parse() {
+        assert_eq!(RateLimit::parse("1/60s"), Ok(RateLimit::per_minute(1)));
         assert_eq!(
-            RateLimit::parse("1/60s"),
-            Ok(RateLimit::per_minute(1))
+            RateLimit::parse("120/1m").map(|l| l.interval()),
+            Ok(Duration::from_millis(500))
         );
-        assert_eq!(RateLimit::parse("120/1m").map(|l| l.interval()), Ok(Duration::from_millis(500)));
         assert!(RateLimit::parse("0/1s").is_err());
         assert!(RateLimit::parse("5").is_err());
     }

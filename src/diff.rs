@@ -45,14 +45,38 @@ mod tests {
     fn table() {
         let cases = [
             // (known, incoming, expected)
-            (fields(None, None, None), fields(Some("A"), None, None), fields(Some("A"), None, None)),
-            (fields(Some("A"), None, None), fields(Some("A"), None, None), fields(None, None, None)),
-            (fields(Some("A"), Some("a@x.it"), None), fields(None, None, None), fields(None, None, None)),
-            (fields(Some("A"), None, Some("Roma")), fields(Some("A"), None, Some("Bari")), fields(None, None, Some("Bari"))),
-            (fields(Some("A"), None, Some("Roma")), fields(Some("B"), Some("b@x.it"), None), fields(Some("B"), Some("b@x.it"), None)),
+            (
+                fields(None, None, None),
+                fields(Some("A"), None, None),
+                fields(Some("A"), None, None),
+            ),
+            (
+                fields(Some("A"), None, None),
+                fields(Some("A"), None, None),
+                fields(None, None, None),
+            ),
+            (
+                fields(Some("A"), Some("a@x.it"), None),
+                fields(None, None, None),
+                fields(None, None, None),
+            ),
+            (
+                fields(Some("A"), None, Some("Roma")),
+                fields(Some("A"), None, Some("Bari")),
+                fields(None, None, Some("Bari")),
+            ),
+            (
+                fields(Some("A"), None, Some("Roma")),
+                fields(Some("B"), Some("b@x.it"), None),
+                fields(Some("B"), Some("b@x.it"), None),
+            ),
         ];
         for (known, incoming, want) in cases {
-            assert_eq!(changes(&known, &incoming), want, "{known:?} <- {incoming:?}");
+            assert_eq!(
+                changes(&known, &incoming),
+                want,
+                "{known:?} <- {incoming:?}"
+            );
         }
     }
 
@@ -61,7 +85,12 @@ mod tests {
     }
 
     fn arb_fields() -> impl Strategy<Value = ContactFields> {
-        (arb_opt(), arb_opt(), arb_opt(), prop::collection::btree_map("[XY]", "[ab]{0,1}", 0..3))
+        (
+            arb_opt(),
+            arb_opt(),
+            arb_opt(),
+            prop::collection::btree_map("[XY]", "[ab]{0,1}", 0..3),
+        )
             .prop_map(|(f, l, e, c)| ContactFields {
                 first_name: f,
                 last_name: l,

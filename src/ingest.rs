@@ -102,8 +102,16 @@ impl Sink for OutboxSink<'_> {
     async fn write(&mut self, list: ListId, writes: Vec<PendingWrite>) -> Result<(), StoreError> {
         for w in writes {
             let key = format!("{}:{}", self.file, w.line);
-            Store::put_pending(self.tx, w.phone, list, &w.changes, w.pending.as_ref(), "csv", &key)
-                .await?;
+            Store::put_pending(
+                self.tx,
+                w.phone,
+                list,
+                &w.changes,
+                w.pending.as_ref(),
+                "csv",
+                &key,
+            )
+            .await?;
         }
         Ok(())
     }
@@ -195,7 +203,11 @@ pub async fn ingest_file<S: Sink>(
     report.creates = verdicts.0;
     report.updates = verdicts.1;
     report.unchanged = verdicts.2;
-    let custom = if keep_custom_fields { custom } else { Vec::new() };
+    let custom = if keep_custom_fields {
+        custom
+    } else {
+        Vec::new()
+    };
     Ok((report, custom))
 }
 

@@ -59,8 +59,8 @@ pub fn parse_phone(raw: &str, region: DefaultRegion) -> Result<Phone, RowIssue> 
         0
     };
     let country = u32::try_from(number.country_code).map_err(|_| RowIssue::InvalidPhone)?;
-    let phone = Phone::from_parts(country, zeros, number.national_number)
-        .ok_or(RowIssue::InvalidPhone)?;
+    let phone =
+        Phone::from_parts(country, zeros, number.national_number).ok_or(RowIssue::InvalidPhone)?;
     if !phone.meets_spoki_rule() {
         return Err(RowIssue::InvalidPhone);
     }
@@ -86,7 +86,9 @@ pub fn normalise_email(raw: &str) -> Option<String> {
             let bytes = label.as_bytes();
             !bytes.is_empty()
                 && bytes.len() <= 63
-                && bytes.iter().all(|b| b.is_ascii_alphanumeric() || *b == b'-')
+                && bytes
+                    .iter()
+                    .all(|b| b.is_ascii_alphanumeric() || *b == b'-')
                 && bytes[0] != b'-'
                 && bytes[bytes.len() - 1] != b'-'
         });
@@ -155,8 +157,18 @@ mod tests {
 
     #[test]
     fn emails_follow_the_html_rule() {
-        assert_eq!(normalise_email(" Mario.Rossi@Example.IT "), Some("Mario.Rossi@example.it".into()));
-        for bad in ["mario", "mario@", "@x.it", "ma rio@x.it", "mario@x..it", "mario@-x.it"] {
+        assert_eq!(
+            normalise_email(" Mario.Rossi@Example.IT "),
+            Some("Mario.Rossi@example.it".into())
+        );
+        for bad in [
+            "mario",
+            "mario@",
+            "@x.it",
+            "ma rio@x.it",
+            "mario@x..it",
+            "mario@-x.it",
+        ] {
             assert_eq!(normalise_email(bad), None, "{bad}");
         }
     }

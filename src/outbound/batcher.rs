@@ -168,7 +168,9 @@ impl Batcher {
             })
             .await;
             if finished.is_err() {
-                tracing::warn!("requests still in flight at the deadline; they will be sent again after restart");
+                tracing::warn!(
+                    "requests still in flight at the deadline; they will be sent again after restart"
+                );
                 in_flight.abort_all();
             }
         }
@@ -180,9 +182,8 @@ impl Batcher {
         let mut wait = Duration::from_secs(3600);
 
         if settings.create_custom_fields {
-            match self.ensure_custom_fields().await? {
-                Some(w) => return Ok(Step::Wait(w)),
-                None => {}
+            if let Some(w) = self.ensure_custom_fields().await? {
+                return Ok(Step::Wait(w));
             }
         }
         let failed_codes: HashSet<String> = self
@@ -201,9 +202,13 @@ impl Batcher {
         if waiting > settings.single_max_pending {
             match self.budgets.get(BULK).try_acquire() {
                 Ok(()) => {
-                    let rows = self.store.claim(ListId::NONE, false, BULK_MAX as i64).await?;
+                    let rows = self
+                        .store
+                        .claim(ListId::NONE, false, BULK_MAX as i64)
+                        .await?;
                     if !rows.is_empty() {
-                        self.launch(in_flight, Request::Bulk, rows, &failed_codes).await?;
+                        self.launch(in_flight, Request::Bulk, rows, &failed_codes)
+                            .await?;
                         return Ok(Step::Launched);
                     }
                 }
@@ -297,7 +302,9 @@ impl Batcher {
                     phone: r.phone,
                     fields: r.fields.clone(),
                 };
-                c.fields.custom_fields.retain(|code, _| !failed_codes.contains(code));
+                c.fields
+                    .custom_fields
+                    .retain(|code, _| !failed_codes.contains(code));
                 ContactPayload::from(&c)
             })
             .collect();
@@ -359,7 +366,11 @@ impl Batcher {
             }
             // A 2xx whose body we could not read still means Spoki took the write.
             Err(SpokiError::Decode { reason }) => {
-                tracing::warn!(action, reason, "2xx with an unexpected body; counting it as done");
+                tracing::warn!(
+                    action,
+                    reason,
+                    "2xx with an unexpected body; counting it as done"
+                );
                 self.store.acknowledge(&rows, &HashMap::new()).await?;
                 bump(&self.stats.contacts_acknowledged, rows.len() as u64);
             }
@@ -368,13 +379,21 @@ impl Batcher {
                 let budget = self.budgets.get(action);
                 let wait = retry_after.unwrap_or_else(|| budget.limit().interval());
                 budget.block_for(wait);
-                tracing::warn!(action, wait_ms = wait.as_millis() as u64, "Spoki answered 429; waiting");
-                self.store.release(&rows, 0, Some("429 Too Many Requests"), false, false).await?;
+                tracing::warn!(
+                    action,
+                    wait_ms = wait.as_millis() as u64,
+                    "Spoki answered 429; waiting"
+                );
+                self.store
+                    .release(&rows, 0, Some("429 Too Many Requests"), false, false)
+                    .await?;
             }
-            Err(SpokiError::Rejected { status, body }) if status == 400 => {
+            Err(SpokiError::Rejected { status: 400, body }) => {
                 self.settle_rejection(request, rows, &body).await?;
             }
-            Err(SpokiError::Rejected { status: 404, body }) if matches!(request, Request::List(_)) => {
+            Err(SpokiError::Rejected { status: 404, body })
+                if matches!(request, Request::List(_)) =>
+            {
                 let reason = format!("list not found in Spoki: {body}");
                 bump(&self.stats.rejected, rows.len() as u64);
                 let rows: Vec<_> = rows.into_iter().map(|r| (r, reason.clone())).collect();
@@ -389,7 +408,13 @@ impl Batcher {
                 tracing::warn!(action, error = %e, attempt = attempts, retry_in_ms = delay.as_millis() as u64, "request failed; will retry");
                 let text = e.to_string();
                 self.store
-                    .release(&rows, now_ms() + delay.as_millis() as i64, Some(&text), true, false)
+                    .release(
+                        &rows,
+                        now_ms() + delay.as_millis() as i64,
+                        Some(&text),
+                        true,
+                        false,
+                    )
                     .await?;
             }
         }
@@ -434,14 +459,24 @@ impl Batcher {
                 }
             }
             if !bad.is_empty() {
-                tracing::warn!(rejected = bad.len(), resent = good.len(), "Spoki refused some contacts of a batch");
+                tracing::warn!(
+                    rejected = bad.len(),
+                    resent = good.len(),
+                    "Spoki refused some contacts of a batch"
+                );
                 bump(&self.stats.rejected, bad.len() as u64);
                 self.store.reject(&bad).await?;
                 return self.store.release(&good, 0, None, false, false).await;
             }
-            return self.store.release(&good, 0, Some("batch refused"), false, true).await;
+            return self
+                .store
+                .release(&good, 0, Some("batch refused"), false, true)
+                .await;
         }
-        tracing::warn!(contacts = rows.len(), "Spoki refused a batch without naming rows; sending them one by one");
+        tracing::warn!(
+            contacts = rows.len(),
+            "Spoki refused a batch without naming rows; sending them one by one"
+        );
         self.store
             .release(&rows, 0, Some(&body.to_string()), false, true)
             .await
@@ -466,7 +501,9 @@ impl Batcher {
                     Ok(p) => {
                         for f in &p.results {
                             if wanted.iter().any(|(c, _)| c == &f.code) {
-                                self.store.set_custom_field_status(&f.code, "exists", None).await?;
+                                self.store
+                                    .set_custom_field_status(&f.code, "exists", None)
+                                    .await?;
                             }
                         }
                         if p.next.is_none() || p.results.is_empty() {
@@ -487,14 +524,22 @@ impl Batcher {
             match self.client.create_custom_field(&label, &code).await {
                 Ok(()) => {
                     tracing::info!(code, "created custom field in Spoki");
-                    self.store.set_custom_field_status(&code, "exists", None).await?;
+                    self.store
+                        .set_custom_field_status(&code, "exists", None)
+                        .await?;
                 }
                 Err(SpokiError::Rejected { body, .. }) => {
                     let text = body.to_string();
                     if text.contains("exist") || text.contains("unique") {
-                        self.store.set_custom_field_status(&code, "exists", None).await?;
+                        self.store
+                            .set_custom_field_status(&code, "exists", None)
+                            .await?;
                     } else {
-                        tracing::warn!(code, reason = text, "Spoki refused a custom field; its values will not be sent");
+                        tracing::warn!(
+                            code,
+                            reason = text,
+                            "Spoki refused a custom field; its values will not be sent"
+                        );
                         self.store
                             .set_custom_field_status(&code, "failed", Some(&text))
                             .await?;
@@ -508,7 +553,9 @@ impl Batcher {
 
     fn wait_after(&self, e: &SpokiError, action: &str) -> Duration {
         let budget = self.budgets.get(action);
-        let wait = e.retry_after().unwrap_or_else(|| budget.limit().interval().max(Duration::from_secs(1)));
+        let wait = e
+            .retry_after()
+            .unwrap_or_else(|| budget.limit().interval().max(Duration::from_secs(1)));
         budget.block_for(wait);
         tracing::warn!(action, error = %e, "custom-field call failed; will retry");
         wait

@@ -30,7 +30,14 @@ pub enum Encoding {
     Windows1252,
 }
 
-const PHONE_ALIASES: &[&str] = &["phone", "phone_number", "mobile", "telefono", "cellulare", "numero"];
+const PHONE_ALIASES: &[&str] = &[
+    "phone",
+    "phone_number",
+    "mobile",
+    "telefono",
+    "cellulare",
+    "numero",
+];
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Column {
@@ -178,7 +185,11 @@ impl CsvFile {
             if !more {
                 return Ok(None);
             }
-            if self.record.iter().all(|c| c.iter().all(u8::is_ascii_whitespace)) {
+            if self
+                .record
+                .iter()
+                .all(|c| c.iter().all(u8::is_ascii_whitespace))
+            {
                 continue;
             }
             let line = self.record.position().map_or(0, |p| p.line());
@@ -216,9 +227,11 @@ impl CsvFile {
 fn decode(bytes: &[u8], encoding: Encoding) -> std::borrow::Cow<'_, str> {
     match encoding {
         Encoding::Utf8 => String::from_utf8_lossy(bytes),
-        Encoding::Windows1252 => encoding_rs::WINDOWS_1252
-            .decode_without_bom_handling(bytes)
-            .0,
+        Encoding::Windows1252 => {
+            encoding_rs::WINDOWS_1252
+                .decode_without_bom_handling(bytes)
+                .0
+        }
     }
 }
 
@@ -289,8 +302,14 @@ fn sniff_delimiter(path: &Path) -> Result<u8, FileError> {
             _ => {}
         }
     }
-    let best = (0..4).max_by_key(|&i| (counts[i], std::cmp::Reverse(i))).unwrap_or(0);
-    Ok(if counts[best] == 0 { b',' } else { candidates[best] })
+    let best = (0..4)
+        .max_by_key(|&i| (counts[i], std::cmp::Reverse(i)))
+        .unwrap_or(0);
+    Ok(if counts[best] == 0 {
+        b','
+    } else {
+        candidates[best]
+    })
 }
 
 #[cfg(test)]
@@ -318,11 +337,17 @@ mod tests {
         assert_eq!(csv.custom_codes, vec!["CITTA"]);
         let row = csv.next_row().expect("reads").expect("one row");
         assert_eq!(row.line, 2);
-        assert_eq!(row.validate(it()).map(|p| p.to_string()), Ok("+393331234567".into()));
+        assert_eq!(
+            row.validate(it()).map(|p| p.to_string()),
+            Ok("+393331234567".into())
+        );
         let fields = row.into_fields();
         assert_eq!(fields.first_name.as_deref(), Some("Niccolò"));
         assert_eq!(fields.custom_fields["CITTA"], "Forlì");
-        let row = csv.next_row().expect("reads").expect("blank line skipped, then a row");
+        let row = csv
+            .next_row()
+            .expect("reads")
+            .expect("blank line skipped, then a row");
         assert_eq!(row.line, 4);
         assert_eq!(row.into_fields().custom_fields["CITTA"], "x");
         assert!(csv.next_row().expect("reads").is_none());
@@ -330,7 +355,9 @@ mod tests {
 
     #[test]
     fn quoted_newlines_keep_the_starting_line() {
-        let f = file_with("\u{feff}phone,note\n+393331234567,\"a, b\nc\"\n+393331234568,x\n".as_bytes());
+        let f = file_with(
+            "\u{feff}phone,note\n+393331234567,\"a, b\nc\"\n+393331234568,x\n".as_bytes(),
+        );
         let mut csv = CsvFile::open(f.path()).expect("opens");
         assert_eq!(csv.encoding(), Encoding::Utf8);
         assert_eq!(csv.next_row().expect("row").expect("some").line, 2);
@@ -339,7 +366,10 @@ mod tests {
 
     #[test]
     fn unreadable_files_say_why() {
-        assert!(matches!(CsvFile::open(file_with(b"").path()), Err(FileError::Empty)));
+        assert!(matches!(
+            CsvFile::open(file_with(b"").path()),
+            Err(FileError::Empty)
+        ));
         assert!(matches!(
             CsvFile::open(file_with(b"name,city\nA,B\n").path()),
             Err(FileError::NoPhoneColumn)

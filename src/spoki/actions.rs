@@ -46,12 +46,27 @@ const fn action(name: &'static str, method: Method, path: &'static str, per_min:
 use Method::{Delete, Get, Patch, Post};
 
 pub const ACTIONS: &[Action] = &[
-    action("add_contact_operator", Post, "contacts/{id}/add_operator/", 5),
+    action(
+        "add_contact_operator",
+        Post,
+        "contacts/{id}/add_operator/",
+        5,
+    ),
     action("add_service_user", Post, "roles/add_service_user/", 10),
     action("bulk_sync_contacts", Post, "contacts/sync_all/", 1),
-    action("check_role_private_key", Get, "roles/{id}/has_private_key/", 10),
+    action(
+        "check_role_private_key",
+        Get,
+        "roles/{id}/has_private_key/",
+        10,
+    ),
     action("clone_template", Get, "templates/{id}/clone/", 60),
-    action("create_account_onboarding_link", Post, "accounts/{id}/onboarding/", 60),
+    action(
+        "create_account_onboarding_link",
+        Post,
+        "accounts/{id}/onboarding/",
+        60,
+    ),
     action("create_contact_list", Post, "lists/", 10),
     action("create_custom_field", Post, "custom-fields/", 5),
     action("create_media_file", Post, "media/", 120),
@@ -65,8 +80,18 @@ pub const ACTIONS: &[Action] = &[
     action("delete_role", Delete, "roles/{id}/", 5),
     action("delete_template", Delete, "templates/{id}/", 10),
     action("delete_ticket", Delete, "tickets/{id}/", 60),
-    action("generate_role_private_key", Post, "roles/{id}/generate_private_key/", 10),
-    action("get_account_current_report", Get, "accounts/{id}/current_report/", 60),
+    action(
+        "generate_role_private_key",
+        Post,
+        "roles/{id}/generate_private_key/",
+        10,
+    ),
+    action(
+        "get_account_current_report",
+        Get,
+        "accounts/{id}/current_report/",
+        60,
+    ),
     action("list_accounts", Get, "accounts/", 5),
     action("list_agencies", Get, "agencies/", 60),
     action("list_automations", Get, "automations/", 60),
@@ -81,9 +106,24 @@ pub const ACTIONS: &[Action] = &[
     action("list_media", Get, "media/", 60),
     action("list_tags", Get, "tags/", 60),
     action("list_templates", Get, "templates/", 60),
-    action("remove_all_list_contacts", Post, "lists/{id}/remove_all_contacts/", 5),
-    action("remove_contact_operator", Post, "contacts/{id}/remove_operator/", 5),
-    action("remove_contacts_from_list", Post, "lists/{id}/remove_contacts/", 5),
+    action(
+        "remove_all_list_contacts",
+        Post,
+        "lists/{id}/remove_all_contacts/",
+        5,
+    ),
+    action(
+        "remove_contact_operator",
+        Post,
+        "contacts/{id}/remove_operator/",
+        5,
+    ),
+    action(
+        "remove_contacts_from_list",
+        Post,
+        "lists/{id}/remove_contacts/",
+        5,
+    ),
     action("resend_invitation", Post, "invitations/{id}/send/", 5),
     action("retrieve_account", Get, "accounts/{id}/", 60),
     action("retrieve_automation", Get, "automations/{id}/", 60),
@@ -94,12 +134,27 @@ pub const ACTIONS: &[Action] = &[
     action("retrieve_role", Get, "roles/{id}/", 5),
     action("retrieve_tag", Get, "tags/{id}/", 60),
     action("retrieve_template", Get, "templates/{id}/", 60),
-    action("revert_template_to_draft", Post, "templates/{id}/back_to_draft/", 60),
-    action("sync_contacts_to_list", Post, "lists/{id}/sync_contacts/", 1),
+    action(
+        "revert_template_to_draft",
+        Post,
+        "templates/{id}/back_to_draft/",
+        60,
+    ),
+    action(
+        "sync_contacts_to_list",
+        Post,
+        "lists/{id}/sync_contacts/",
+        1,
+    ),
     action("update_campaign", Patch, "campaigns/{id}/", 5),
     action("update_contact", Patch, "contacts/{id}/", 60),
     action("update_custom_field", Patch, "custom-fields/{id}/", 5),
-    action("update_invitation_role", Post, "invitations/{id}/update_role/", 5),
+    action(
+        "update_invitation_role",
+        Post,
+        "invitations/{id}/update_role/",
+        5,
+    ),
     action("update_media", Patch, "media/{id}/", 120),
     action("update_role", Post, "roles/{id}/update_role/", 10),
     action("update_template", Patch, "templates/{id}/", 10),
@@ -120,6 +175,10 @@ mod tests {
         names.sort_unstable();
         names.dedup();
         assert_eq!(names.len(), 57);
-        assert!(ACTIONS.iter().all(|a| a.path.ends_with('/') && !a.path.starts_with('/')));
+        assert!(
+            ACTIONS
+                .iter()
+                .all(|a| a.path.ends_with('/') && !a.path.starts_with('/'))
+        );
     }
 }

@@ -179,7 +179,9 @@ impl SpokiClient {
             ("page".to_string(), page.to_string()),
             ("page_size".to_string(), "200".to_string()),
         ];
-        let v = self.request(Method::GET, "custom-fields/", &q, None).await?;
+        let v = self
+            .request(Method::GET, "custom-fields/", &q, None)
+            .await?;
         Page::from_json(v.unwrap_or(Value::Array(vec![]))).map_err(decode)
     }
 

@@ -42,7 +42,10 @@ impl SpokiError {
 
     /// Whether the request may have changed something in Spoki although it failed.
     pub fn may_have_applied(&self) -> bool {
-        matches!(self, SpokiError::Unanswered { .. } | SpokiError::Server { .. })
+        matches!(
+            self,
+            SpokiError::Unanswered { .. } | SpokiError::Server { .. }
+        )
     }
 
     pub fn retry_after(&self) -> Option<Duration> {
@@ -87,15 +90,29 @@ mod tests {
     fn retryable_kinds() {
         assert!(SpokiError::RateLimited { retry_after: None }.is_retryable());
         assert!(SpokiError::Server { status: 503 }.is_retryable());
-        assert!(SpokiError::Unanswered { reason: "timeout".into() }.is_retryable());
-        assert!(!SpokiError::Rejected { status: 400, body: serde_json::json!({}) }.is_retryable());
+        assert!(
+            SpokiError::Unanswered {
+                reason: "timeout".into()
+            }
+            .is_retryable()
+        );
+        assert!(
+            !SpokiError::Rejected {
+                status: 400,
+                body: serde_json::json!({})
+            }
+            .is_retryable()
+        );
         assert!(!SpokiError::Decode { reason: "x".into() }.is_retryable());
     }
 
     #[test]
     fn retry_after_seconds() {
         assert_eq!(parse_retry_after(Some("7")), Some(Duration::from_secs(7)));
-        assert_eq!(parse_retry_after(Some("Wed, 21 Oct 2015 07:28:00 GMT")), None);
+        assert_eq!(
+            parse_retry_after(Some("Wed, 21 Oct 2015 07:28:00 GMT")),
+            None
+        );
         assert_eq!(parse_retry_after(None), None);
     }
 }

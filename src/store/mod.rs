@@ -417,9 +417,11 @@ impl Store {
     }
 
     pub async fn budget_marks(&self) -> Result<Vec<(String, i64)>, StoreError> {
-        Ok(sqlx::query_as("SELECT action, last_at_ms FROM budget_marks")
-            .fetch_all(&self.pool)
-            .await?)
+        Ok(
+            sqlx::query_as("SELECT action, last_at_ms FROM budget_marks")
+                .fetch_all(&self.pool)
+                .await?,
+        )
     }
 
     pub async fn set_meta(&self, key: &str, value: &str) -> Result<(), StoreError> {
@@ -450,11 +452,16 @@ impl Store {
         )
         .fetch_one(&self.pool)
         .await?;
-        let meta: Vec<(String, String)> =
-            sqlx::query_as("SELECT key, value FROM meta WHERE key IN ('last_push_at', 'last_pull_at')")
-                .fetch_all(&self.pool)
-                .await?;
-        let get = |k: &str| meta.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone());
+        let meta: Vec<(String, String)> = sqlx::query_as(
+            "SELECT key, value FROM meta WHERE key IN ('last_push_at', 'last_pull_at')",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let get = |k: &str| {
+            meta.iter()
+                .find(|(key, _)| key == k)
+                .map(|(_, v)| v.clone())
+        };
         Ok(StatusCounts {
             outbox_pending: pending,
             outbox_inflight: inflight,

@@ -4,8 +4,8 @@
 
 use std::collections::HashMap;
 
-use sqlx::{AssertSqlSafe, Row};
 use sqlx::sqlite::{SqliteConnection, SqliteRow};
+use sqlx::{AssertSqlSafe, Row};
 
 use super::{
     Store, StoreError, fields_from_row, fields_json, now_ms, now_rfc3339, phone_from_row,
@@ -174,7 +174,15 @@ impl Store {
     ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
         for row in rows {
-            release_one(&mut tx, row, not_before_ms, error, count_attempt, single_route).await?;
+            release_one(
+                &mut tx,
+                row,
+                not_before_ms,
+                error,
+                count_attempt,
+                single_route,
+            )
+            .await?;
         }
         tx.commit().await?;
         Ok(())

@@ -1,0 +1,125 @@
+//! Builds the daemon from settings, runs every task on one TaskTracker, and shuts down in
+//! order: sources stop first, then the batcher finishes (or leaves for the next start) the
+//! requests in flight.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::Settings;
+use crate::normalise;
+use crate::outbound::batcher::{Batcher, BatcherSettings};
+use crate::outbound::limits::Budgets;
+use crate::sources::inbox::{Inbox, InboxSettings};
+use crate::spoki::SpokiClient;
+use crate::store::Store;
+
+/// How long requests in flight get to finish at shutdown (within systemd's 10 s promise).
+pub const DRAIN: Duration = Duration::from_secs(7);
+
+pub struct App {
+    pub settings: Settings,
+    pub store: Store,
+    pub batcher: Batcher,
+    pub budgets: Budgets,
+    wake: Arc<Notify>,
+}
+
+impl App {
+    /// Opens the database (migrating it), puts back rows a crash left in flight, and wires the
+    /// parts together. Nothing runs until `run_until`.
+    pub async fn build(settings: Settings) -> anyhow::Result<App> {
+        settings.check_runnable()?;
+        normalise::warm_up();
+        Inbox::prepare(&settings.csv.inbox)
+            .with_context(|| format!("cannot create the inbox {}", settings.csv.inbox.display()))?;
+        let store = Store::open(&settings.storage.database)
+            .await
+            .with_context(|| {
+                format!(
+                    "cannot open the database {}",
+                    settings.storage.database.display()
+                )
+            })?;
+        let recovered = store.recover_inflight().await?;
+        if recovered > 0 {
+            tracing::info!(
+                rows = recovered,
+                "requeued contacts left in flight by the last run"
+            );
+        }
+        let key = settings
+            .spoki
+            .api_key
+            .clone()
+            .context("spoki.api_key is required")?;
+        let client =
+            SpokiClient::new(settings.spoki.base_url.clone(), key, settings.spoki.timeout)?;
+        let budgets = Budgets::from_settings(&settings);
+        let wake = Arc::new(Notify::new());
+        let batcher = Batcher::new(
+            store.clone(),
+            client,
+            budgets.clone(),
+            BatcherSettings::from_settings(&settings),
+            wake.clone(),
+        );
+        batcher.restore_budget_marks().await?;
+        Ok(App {
+            settings,
+            store,
+            batcher,
+            budgets,
+            wake,
+        })
+    }
+
+    /// Runs until `shutdown` completes, then drains.
+    pub async fn run_until(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+        let cancel = CancellationToken::new();
+        let sources = cancel.child_token();
+        let outbound = CancellationToken::new();
+        let tracker = TaskTracker::new();
+
+        let inbox = Inbox::new(
+            InboxSettings {
+                root: self.settings.csv.inbox.clone(),
+                region: self.settings.csv.default_region,
+                settle: self.settings.csv.settle,
+                create_custom_fields: self.settings.csv.create_custom_fields,
+                rescan_interval: self.settings.csv.rescan_interval,
+            },
+            self.store.clone(),
+            self.wake.clone(),
+        );
+        let inbox_task = tracker.spawn(inbox.run(sources.clone()));
+        tracker.spawn(self.batcher.clone().run(outbound.clone(), DRAIN));
+        tracing::info!(
+            inbox = %self.settings.csv.inbox.display(),
+            database = %self.settings.storage.database.display(),
+            spoki = %self.settings.spoki.base_url,
+            "spoki-sync is running"
+        );
+
+        shutdown.await;
+        tracing::info!("shutting down: no new input; finishing requests in flight");
+        cancel.cancel();
+        let _ = tokio::time::timeout(Duration::from_secs(2), inbox_task).await;
+        outbound.cancel();
+        tracker.close();
+        if tokio::time::timeout(DRAIN + Duration::from_secs(1), tracker.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("tasks did not stop in time; exiting anyway (nothing is lost)");
+        }
+        self.store.close().await;
+        tracing::info!("stopped");
+        Ok(())
+    }
+}

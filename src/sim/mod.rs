@@ -1,0 +1,398 @@
+//! In-memory simulator of Spoki's REST API (contacts, lists, custom fields), written from
+//! `spoki-api.md` §7 "Simulator contract" alone.
+//!
+//! It shares no code with the rest of the crate, so a wire-format mistake in the client cannot
+//! be mirrored here. It behaves like Spoki rather than like a stub: `X-Spoki-Api-Key` auth,
+//! DRF pagination and error shapes, E.164 validation, upsert by phone, the 500-contact cap,
+//! per-endpoint rolling-window rate limits with 429 and `Retry-After`, and no idempotency.
+//! On top of that it injects faults (503s, latency, answers arriving after the client gave up)
+//! and records every API call for tests, in process through [`SimHandle`] or over HTTP under
+//! `/_sim/`.
+//!
+//! This file owns the public surface: configuration, [`start`], [`run_cli`] and [`SimHandle`].
+
+mod limits;
+mod query;
+mod routes;
+mod state;
+#[cfg(test)]
+mod tests;
+mod validate;
+
+use std::collections::{HashMap, VecDeque};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use chrono::Utc;
+use serde::{Deserialize, Serialize};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use limits::RateLimiter;
+use query::PageSizes;
+use state::Store;
+use validate::CustomFieldInput;
+
+/// How many recorded requests are kept; older ones are dropped first.
+const RECORD_CAP: usize = 100_000;
+
+/// What the simulator does with a `custom_fields` code that no custom field has.
+/// Spoki's behaviour is undocumented (spoki-api.md §6 question 4).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum UnknownCustomField {
+    /// Drop the value silently.
+    #[default]
+    Ignore,
+    /// Create a text custom field with that code (label = code), then store the value.
+    Create,
+    /// Reject the write with a 400 field error under `custom_fields`.
+    Reject,
+}
+
+/// Start-up settings of a simulator.
+#[derive(Clone, Debug)]
+pub struct SimConfig {
+    /// The only `X-Spoki-Api-Key` accepted.
+    pub api_key: String,
+    /// Length of the rolling rate-limit window (Spoki's limits are per minute).
+    pub window: Duration,
+    /// Requests per window for endpoints without a limit in spoki-api.md §3.16.
+    pub default_limit: u32,
+    /// Per-endpoint limits, keyed like `"POST /contacts/sync_all/"`; the key `"default"`
+    /// replaces `default_limit`.
+    pub limit_overrides: HashMap<String, u32>,
+    /// `page_size` of list endpoints when the client gives none.
+    pub page_size_default: usize,
+    /// Largest `page_size` honoured; larger ones are silently capped.
+    pub page_size_max: usize,
+    /// E-mails that `add_operator` / `remove_operator` accept.
+    pub operators: Vec<String>,
+    /// What to do with `custom_fields` codes that no custom field has.
+    pub unknown_custom_field: UnknownCustomField,
+    /// Faults in force from the start.
+    pub faults: Faults,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        Self {
+            api_key: "sim-api-key".to_owned(),
+            window: Duration::from_secs(60),
+            default_limit: 60,
+            limit_overrides: HashMap::new(),
+            page_size_default: 15,
+            page_size_max: 200,
+            operators: vec!["operator@example.com".to_owned()],
+            unknown_custom_field: UnknownCustomField::Ignore,
+            faults: Faults::default(),
+        }
+    }
+}
+
+/// Faults injected into `/api/1/` answers; changeable while serving.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Faults {
+    /// Share (0.0..=1.0) of calls answered 503 before anything else happens.
+    pub error_503_rate: f64,
+    /// Added to every answer.
+    pub latency_ms: u64,
+    /// Share of non-GET calls let through whose effect is applied but whose answer is held
+    /// back a further `late_answer_delay_ms`, so the client times out.
+    pub drop_after_write_rate: f64,
+    /// How much later than usual those answers come.
+    pub late_answer_delay_ms: u64,
+}
+
+/// One call that reached the API, whatever its answer.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RecordedRequest {
+    /// 1-based, in arrival order.
+    pub seq: u64,
+    /// `GET`, `POST`, …
+    pub method: String,
+    /// Full path, e.g. `/api/1/contacts/sync/`.
+    pub path: String,
+    /// Raw query string, `""` when none.
+    pub query: String,
+    /// The JSON body; `Null` when empty or not JSON.
+    pub body: serde_json::Value,
+    /// The status answered (401, 429 and 503 included).
+    pub status: u16,
+    /// Milliseconds since the simulator started (monotonic clock).
+    pub at_ms: u64,
+}
+
+/// Settings read by the handlers.
+#[derive(Debug)]
+struct Settings {
+    page_sizes: PageSizes,
+    operators: Vec<String>,
+    unknown_custom_field: UnknownCustomField,
+}
+
+/// Everything mutable, behind the one lock.
+#[derive(Debug)]
+struct SimState {
+    store: Store,
+    limiter: RateLimiter,
+    faults: Faults,
+    settings: Settings,
+    requests: VecDeque<RecordedRequest>,
+    requests_seen: u64,
+    throttled: u64,
+}
+
+impl SimState {
+    fn record(
+        &mut self,
+        method: &str,
+        path: &str,
+        query: &str,
+        body: &[u8],
+        status: u16,
+        at: Duration,
+    ) {
+        self.requests_seen += 1;
+        if self.requests.len() == RECORD_CAP {
+            self.requests.pop_front();
+        }
+        self.requests.push_back(RecordedRequest {
+            seq: self.requests_seen,
+            method: method.to_owned(),
+            path: path.to_owned(),
+            query: query.to_owned(),
+            body: serde_json::from_slice(body).unwrap_or(serde_json::Value::Null),
+            status,
+            at_ms: u64::try_from(at.as_millis()).unwrap_or(u64::MAX),
+        });
+    }
+}
+
+/// Shared by the server task and every handle.
+#[derive(Debug)]
+struct Shared {
+    state: Mutex<SimState>,
+    api_key: String,
+    addr: SocketAddr,
+    started: Instant,
+    shutdown: watch::Sender<bool>,
+}
+
+impl Shared {
+    /// The state lock; never held across an `.await`.
+    fn lock(&self) -> MutexGuard<'_, SimState> {
+        self.state.lock().expect("sim state poisoned")
+    }
+}
+
+/// The address clients should use: a wildcard bind is reached through loopback.
+fn reachable(addr: SocketAddr) -> SocketAddr {
+    match addr.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => (Ipv4Addr::LOCALHOST, addr.port()).into(),
+        IpAddr::V6(ip) if ip.is_unspecified() => (Ipv6Addr::LOCALHOST, addr.port()).into(),
+        _ => addr,
+    }
+}
+
+/// Starts serving on `listener` in a spawned task and returns at once.
+///
+/// # Errors
+/// When the listener's local address cannot be read.
+pub async fn start(listener: TcpListener, config: SimConfig) -> std::io::Result<SimHandle> {
+    spawn(listener, config).map(|(handle, _task)| handle)
+}
+
+fn spawn(
+    listener: TcpListener,
+    config: SimConfig,
+) -> std::io::Result<(SimHandle, JoinHandle<std::io::Result<()>>)> {
+    let addr = reachable(listener.local_addr()?);
+    let (shutdown, mut stop) = watch::channel(false);
+    let state = SimState {
+        store: Store::new(format!("http://{addr}")),
+        limiter: RateLimiter::new(config.window, config.default_limit, config.limit_overrides),
+        faults: config.faults,
+        settings: Settings {
+            page_sizes: PageSizes {
+                default: config.page_size_default,
+                max: config.page_size_max,
+            },
+            operators: config.operators,
+            unknown_custom_field: config.unknown_custom_field,
+        },
+        requests: VecDeque::new(),
+        requests_seen: 0,
+        throttled: 0,
+    };
+    let shared = Arc::new(Shared {
+        state: Mutex::new(state),
+        api_key: config.api_key,
+        addr,
+        started: Instant::now(),
+        shutdown,
+    });
+    let app = routes::router(Arc::clone(&shared));
+    let task = tokio::spawn(async move {
+        let served = axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                // An error means every handle is gone: nobody can ask for a stop any more.
+                if stop.wait_for(|stopping| *stopping).await.is_err() {
+                    std::future::pending::<()>().await;
+                }
+            })
+            .await;
+        if let Err(error) = &served {
+            tracing::error!(%error, "Spoki simulator stopped serving.");
+        }
+        served
+    });
+    Ok((SimHandle { shared }, task))
+}
+
+/// Runs the simulator for `spoki-sync sim` until Ctrl-C or SIGTERM.
+///
+/// # Errors
+/// When `listen` cannot be bound or the signal handlers cannot be installed.
+pub async fn run_cli(listen: SocketAddr, api_key: String) -> anyhow::Result<()> {
+    let listener = TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen}"))?;
+    let config = SimConfig {
+        api_key: api_key.clone(),
+        ..SimConfig::default()
+    };
+    let (handle, task) = spawn(listener, config)?;
+    println!(
+        "spoki simulator listening on {} (api key: {api_key})",
+        handle.base_url()
+    );
+    stop_signal().await?;
+    handle.shutdown();
+    task.await.context("the simulator task panicked")??;
+    Ok(())
+}
+
+async fn stop_signal() -> anyhow::Result<()> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
+        tokio::select! {
+            ctrl_c = tokio::signal::ctrl_c() => ctrl_c.context("cannot listen for Ctrl-C")?,
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    tokio::signal::ctrl_c()
+        .await
+        .context("cannot listen for Ctrl-C")?;
+    Ok(())
+}
+
+/// Control and inspection of a running simulator; cheap to clone.
+#[derive(Clone, Debug)]
+pub struct SimHandle {
+    shared: Arc<Shared>,
+}
+
+impl SimHandle {
+    /// The address served, loopback when bound to a wildcard address.
+    pub fn addr(&self) -> SocketAddr {
+        self.shared.addr
+    }
+
+    /// `http://127.0.0.1:PORT/api/1/`
+    pub fn base_url(&self) -> String {
+        format!("http://{}/api/1/", self.shared.addr)
+    }
+
+    /// Every recorded call (the latest 100 000), oldest first.
+    pub fn requests(&self) -> Vec<RecordedRequest> {
+        self.shared.lock().requests.iter().cloned().collect()
+    }
+
+    /// Every stored contact in Spoki's JSON shape, oldest first.
+    pub fn contacts(&self) -> Vec<serde_json::Value> {
+        self.shared.lock().store.all_contacts_json()
+    }
+
+    /// The contact with exactly this E.164 phone, in Spoki's JSON shape.
+    pub fn contact_by_phone(&self, phone: &str) -> Option<serde_json::Value> {
+        let st = self.shared.lock();
+        st.store
+            .contact_by_phone(phone)
+            .map(|c| st.store.contact_json(c))
+    }
+
+    /// Phones of the list's members; empty for an unknown list.
+    pub fn list_members(&self, list_id: i64) -> Vec<String> {
+        self.shared.lock().store.member_phones(list_id)
+    }
+
+    /// Creates a list directly (no rate limit, not recorded) and returns its id.
+    pub fn create_list(&self, name: &str) -> i64 {
+        self.shared
+            .lock()
+            .store
+            .create_list(name, None, Utc::now())
+            .id
+    }
+
+    /// Creates a text custom field directly (no validation, no rate limit, not recorded) and
+    /// returns its id.
+    pub fn create_custom_field(&self, code: &str) -> i64 {
+        let mut st = self.shared.lock();
+        if let Some(field) = st.store.field_by_code(code) {
+            return field.id;
+        }
+        st.store
+            .try_create_custom_field(CustomFieldInput {
+                label: code.to_owned(),
+                code: code.to_owned(),
+                field_type: 1,
+                example: String::new(),
+            })
+            .map_or(0, |field| field.id)
+    }
+
+    /// Codes of every custom field, oldest first.
+    pub fn custom_field_codes(&self) -> Vec<String> {
+        self.shared
+            .lock()
+            .store
+            .custom_fields()
+            .map(|field| field.code.clone())
+            .collect()
+    }
+
+    /// Replaces the faults in force.
+    pub fn set_faults(&self, faults: Faults) {
+        self.shared.lock().faults = faults;
+    }
+
+    /// Sets the limit of one endpoint (`"POST /contacts/sync_all/"` style), or of every
+    /// endpoint without its own with `"default"`.
+    pub fn set_limit(&self, endpoint: &str, per_window: u32) {
+        self.shared.lock().limiter.set_limit(endpoint, per_window);
+    }
+
+    /// Changes the rolling window's length; calls already counted stay counted.
+    pub fn set_window(&self, window: Duration) {
+        self.shared.lock().limiter.set_window(window);
+    }
+
+    /// How many 429s have been answered.
+    pub fn throttled_count(&self) -> u64 {
+        self.shared.lock().throttled
+    }
+
+    /// Stops accepting connections and ends the server once calls in flight are answered.
+    pub fn shutdown(&self) {
+        self.shared.shutdown.send_replace(true);
+    }
+}

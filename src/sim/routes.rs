@@ -1,0 +1,841 @@
+//! The simulator's HTTP surface: the axum router, the pipeline every API call goes through
+//! (503 fault → routing → `X-Spoki-Api-Key` → rate limit → handler → record → late answer),
+//! the endpoint handlers of spoki-api.md §3.1–§3.3, and the `/_sim/` introspection routes.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use chrono::Utc;
+use rand::Rng as _;
+use serde_json::{Map, Value, json};
+use tokio::time::Instant;
+
+use super::query::{Page, Query};
+use super::state::ContactFilter;
+use super::validate::{self, ContactInput, FieldErrors, PhoneRule};
+use super::{Faults, Shared, SimState};
+
+/// Most contacts one bulk request may carry (spoki-api.md §7 items 9, 10).
+const BULK_MAX: usize = 500;
+/// Bodies above this are refused before they reach the pipeline (500 rich contacts fit easily).
+const BODY_LIMIT: usize = 16 * 1024 * 1024;
+const API_PREFIX: &str = "/api/1/";
+const API_KEY_HEADER: &str = "x-spoki-api-key";
+
+pub(super) fn router(shared: Arc<Shared>) -> Router {
+    Router::new()
+        .route("/_sim/requests", get(sim_requests))
+        .route("/_sim/contacts", get(sim_contacts))
+        .route("/_sim/faults", get(sim_faults).post(sim_set_faults))
+        .route("/_sim/stats", get(sim_stats))
+        .fallback(api)
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .with_state(shared)
+}
+
+// ---- introspection ---------------------------------------------------------------------------
+
+async fn sim_requests(State(shared): State<Arc<Shared>>) -> Json<Value> {
+    Json(json!(shared.lock().requests.iter().collect::<Vec<_>>()))
+}
+
+async fn sim_contacts(State(shared): State<Arc<Shared>>) -> Json<Value> {
+    Json(Value::Array(shared.lock().store.all_contacts_json()))
+}
+
+async fn sim_faults(State(shared): State<Arc<Shared>>) -> Json<Faults> {
+    Json(shared.lock().faults.clone())
+}
+
+async fn sim_set_faults(
+    State(shared): State<Arc<Shared>>,
+    Json(faults): Json<Faults>,
+) -> Json<Faults> {
+    shared.lock().faults = faults.clone();
+    Json(faults)
+}
+
+async fn sim_stats(State(shared): State<Arc<Shared>>) -> Json<Value> {
+    let st = shared.lock();
+    Json(json!({
+        "throttled": st.throttled,
+        "requests": st.requests_seen,
+        "contacts": st.store.contact_count(),
+    }))
+}
+
+// ---- the pipeline ----------------------------------------------------------------------------
+
+/// What a handler answers; turned into an HTTP response once the lock is released.
+#[derive(Debug)]
+pub(super) struct Reply {
+    status: StatusCode,
+    body: Option<Value>,
+    headers: Vec<(HeaderName, String)>,
+}
+
+impl Reply {
+    fn json(status: StatusCode, body: Value) -> Self {
+        Self {
+            status,
+            body: Some(body),
+            headers: Vec::new(),
+        }
+    }
+
+    fn ok(body: Value) -> Self {
+        Self::json(StatusCode::OK, body)
+    }
+
+    fn created(body: Value) -> Self {
+        Self::json(StatusCode::CREATED, body)
+    }
+
+    fn no_content() -> Self {
+        Self {
+            status: StatusCode::NO_CONTENT,
+            body: None,
+            headers: Vec::new(),
+        }
+    }
+
+    fn detail(status: StatusCode, detail: impl Into<String>) -> Self {
+        Self::json(status, json!({ "detail": detail.into() }))
+    }
+
+    fn bad_request(body: Value) -> Self {
+        Self::json(StatusCode::BAD_REQUEST, body)
+    }
+
+    fn not_found() -> Self {
+        Self::detail(StatusCode::NOT_FOUND, "Not found.")
+    }
+
+    fn with_header(mut self, name: HeaderName, value: String) -> Self {
+        self.headers.push((name, value));
+        self
+    }
+}
+
+impl IntoResponse for Reply {
+    fn into_response(self) -> Response {
+        let mut response = match self.body {
+            Some(body) => (self.status, Json(body)).into_response(),
+            None => self.status.into_response(),
+        };
+        for (name, value) in self.headers {
+            if let Ok(value) = HeaderValue::from_str(&value) {
+                response.headers_mut().insert(name, value);
+            }
+        }
+        response
+    }
+}
+
+type Outcome = Result<Reply, Reply>;
+
+/// One API call as the handlers see it.
+struct ApiRequest<'a> {
+    method: &'a Method,
+    path: &'a str,
+    query: &'a str,
+    headers: &'a HeaderMap,
+    body: &'a [u8],
+    /// `Host` header, for the absolute `next`/`previous` links.
+    host: String,
+}
+
+impl ApiRequest<'_> {
+    fn absolute_url(&self) -> String {
+        format!("http://{}{}", self.host, self.path)
+    }
+
+    /// The body as DRF's `JSONParser` reads it: empty means `{}`.
+    fn json_body(&self) -> Result<Value, Reply> {
+        if self.body.is_empty() {
+            return Ok(Value::Object(Map::new()));
+        }
+        let content_type = self
+            .headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        let media_type = content_type.split(';').next().unwrap_or("").trim();
+        if !media_type.eq_ignore_ascii_case("application/json") {
+            return Err(Reply::detail(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                format!("Unsupported media type \"{content_type}\" in request."),
+            ));
+        }
+        serde_json::from_slice(self.body)
+            .map_err(|e| Reply::detail(StatusCode::BAD_REQUEST, format!("JSON parse error - {e}")))
+    }
+
+    /// The body, which must be a JSON object.
+    fn json_object(&self) -> Result<Map<String, Value>, Reply> {
+        match self.json_body()? {
+            Value::Object(obj) => Ok(obj),
+            other => Err(Reply::bad_request(validate::not_a_dict(&other))),
+        }
+    }
+}
+
+async fn api(
+    State(shared): State<Arc<Shared>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let host = headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .map_or_else(|| shared.addr.to_string(), str::to_owned);
+    let request = ApiRequest {
+        method: &method,
+        path: uri.path(),
+        query: uri.query().unwrap_or(""),
+        headers: &headers,
+        body: &body,
+        host,
+    };
+    let (reply, delay) = process(&shared, &request);
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
+    reply.into_response()
+}
+
+/// Runs one call through the pipeline under the state lock; returns the answer and how long
+/// to hold it back.
+fn process(shared: &Shared, req: &ApiRequest<'_>) -> (Reply, Duration) {
+    let now = Instant::now();
+    let mut guard = shared.lock();
+    let st = &mut *guard;
+    let mut answer_late = false;
+    let reply = answer(shared, st, req, now, &mut answer_late);
+    st.record(
+        req.method.as_str(),
+        req.path,
+        req.query,
+        req.body,
+        reply.status.as_u16(),
+        now.saturating_duration_since(shared.started),
+    );
+    let mut delay = Duration::from_millis(st.faults.latency_ms);
+    if answer_late {
+        delay += Duration::from_millis(st.faults.late_answer_delay_ms);
+    }
+    (reply, delay)
+}
+
+/// The checks in order, each answering before any side effect: injected 503, routing (404),
+/// API key (401), rate limit (429). Only a call that passes them all uses a rate-limit slot.
+fn answer(
+    shared: &Shared,
+    st: &mut SimState,
+    req: &ApiRequest<'_>,
+    now: Instant,
+    answer_late: &mut bool,
+) -> Reply {
+    let mut rng = rand::rng();
+    if rng.random::<f64>() < st.faults.error_503_rate {
+        return Reply::detail(StatusCode::SERVICE_UNAVAILABLE, "Service unavailable");
+    }
+    let Some(route) = Route::resolve(req.path) else {
+        return Reply::not_found();
+    };
+    let key = req
+        .headers
+        .get(API_KEY_HEADER)
+        .and_then(|v| v.to_str().ok());
+    if key != Some(shared.api_key.as_str()) {
+        return Reply::detail(
+            StatusCode::UNAUTHORIZED,
+            "Invalid or inactive X-Spoki-Api-Key.",
+        );
+    }
+    let endpoint = format!("{} {}", req.method, route.template());
+    if let Err(wait) = st.limiter.try_acquire(&endpoint, now) {
+        st.throttled += 1;
+        return throttled(wait);
+    }
+    *answer_late =
+        *req.method != Method::GET && rng.random::<f64>() < st.faults.drop_after_write_rate;
+    dispatch(st, req, route)
+}
+
+/// DRF's throttled answer, plus the exact wait in milliseconds for tests.
+fn throttled(wait: Duration) -> Reply {
+    let millis = wait.as_nanos().div_ceil(1_000_000);
+    let seconds = millis.div_ceil(1000).max(1);
+    Reply::detail(
+        StatusCode::TOO_MANY_REQUESTS,
+        format!("Request was throttled. Expected available in {seconds} seconds."),
+    )
+    .with_header(header::RETRY_AFTER, seconds.to_string())
+    .with_header(
+        HeaderName::from_static("x-sim-retry-after-ms"),
+        millis.to_string(),
+    )
+}
+
+// ---- routing ---------------------------------------------------------------------------------
+
+/// The paths served, with their raw `{id}` segment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Route<'a> {
+    Contacts,
+    ContactSync,
+    ContactSyncAll,
+    Contact(&'a str),
+    AddOperator(&'a str),
+    RemoveOperator(&'a str),
+    Lists,
+    List(&'a str),
+    ListSyncContacts(&'a str),
+    ListRemoveContacts(&'a str),
+    ListRemoveAllContacts(&'a str),
+    CustomFields,
+    CustomField(&'a str),
+}
+
+impl<'a> Route<'a> {
+    /// Matches like DRF's router: trailing slash required, action routes before `{id}` routes,
+    /// and an `{id}` is any segment without `/` or `.` (a non-numeric one is a 404 later).
+    fn resolve(path: &'a str) -> Option<Self> {
+        let rest = path.strip_prefix(API_PREFIX)?.strip_suffix('/')?;
+        let segments: Vec<&str> = rest.split('/').collect();
+        let id = |s: &str| !s.is_empty() && !s.contains('.');
+        Some(match segments.as_slice() {
+            ["contacts"] => Self::Contacts,
+            ["contacts", "sync"] => Self::ContactSync,
+            ["contacts", "sync_all"] => Self::ContactSyncAll,
+            ["contacts", i] if id(i) => Self::Contact(i),
+            ["contacts", i, "add_operator"] if id(i) => Self::AddOperator(i),
+            ["contacts", i, "remove_operator"] if id(i) => Self::RemoveOperator(i),
+            ["lists"] => Self::Lists,
+            ["lists", i] if id(i) => Self::List(i),
+            ["lists", i, "sync_contacts"] if id(i) => Self::ListSyncContacts(i),
+            ["lists", i, "remove_contacts"] if id(i) => Self::ListRemoveContacts(i),
+            ["lists", i, "remove_all_contacts"] if id(i) => Self::ListRemoveAllContacts(i),
+            ["custom-fields"] => Self::CustomFields,
+            ["custom-fields", i] if id(i) => Self::CustomField(i),
+            _ => return None,
+        })
+    }
+
+    /// The path template naming the endpoint for rate limiting.
+    fn template(self) -> &'static str {
+        match self {
+            Self::Contacts => "/contacts/",
+            Self::ContactSync => "/contacts/sync/",
+            Self::ContactSyncAll => "/contacts/sync_all/",
+            Self::Contact(_) => "/contacts/{id}/",
+            Self::AddOperator(_) => "/contacts/{id}/add_operator/",
+            Self::RemoveOperator(_) => "/contacts/{id}/remove_operator/",
+            Self::Lists => "/lists/",
+            Self::List(_) => "/lists/{id}/",
+            Self::ListSyncContacts(_) => "/lists/{id}/sync_contacts/",
+            Self::ListRemoveContacts(_) => "/lists/{id}/remove_contacts/",
+            Self::ListRemoveAllContacts(_) => "/lists/{id}/remove_all_contacts/",
+            Self::CustomFields => "/custom-fields/",
+            Self::CustomField(_) => "/custom-fields/{id}/",
+        }
+    }
+
+    fn methods(self) -> &'static str {
+        match self {
+            Self::Contacts => "GET",
+            Self::Contact(_) | Self::CustomField(_) => "GET, PATCH, DELETE",
+            Self::Lists | Self::CustomFields => "GET, POST",
+            Self::List(_) => "GET, DELETE",
+            Self::ContactSync
+            | Self::ContactSyncAll
+            | Self::AddOperator(_)
+            | Self::RemoveOperator(_)
+            | Self::ListSyncContacts(_)
+            | Self::ListRemoveContacts(_)
+            | Self::ListRemoveAllContacts(_) => "POST",
+        }
+    }
+}
+
+fn dispatch(st: &mut SimState, req: &ApiRequest<'_>, route: Route<'_>) -> Reply {
+    let outcome = match (req.method.as_str(), route) {
+        ("GET", Route::Contacts) => list_contacts(st, req),
+        ("GET", Route::Contact(id)) => get_contact(st, id),
+        ("PATCH", Route::Contact(id)) => patch_contact(st, req, id),
+        ("DELETE", Route::Contact(id)) => delete_contact(st, id),
+        ("POST", Route::ContactSync) => sync_contact(st, req),
+        ("POST", Route::ContactSyncAll) => sync_all(st, req),
+        ("POST", Route::AddOperator(id) | Route::RemoveOperator(id)) => operator(st, req, id),
+        ("GET", Route::Lists) => list_lists(st, req),
+        ("POST", Route::Lists) => create_list(st, req),
+        ("GET", Route::List(id)) => get_list(st, id),
+        ("DELETE", Route::List(id)) => delete_list(st, id),
+        ("POST", Route::ListSyncContacts(id)) => list_sync_contacts(st, req, id),
+        ("POST", Route::ListRemoveContacts(id)) => list_remove_contacts(st, req, id),
+        ("POST", Route::ListRemoveAllContacts(id)) => list_remove_all_contacts(st, id),
+        ("GET", Route::CustomFields) => list_custom_fields(st, req),
+        ("POST", Route::CustomFields) => create_custom_field(st, req),
+        ("GET", Route::CustomField(id)) => get_custom_field(st, id),
+        ("PATCH", Route::CustomField(id)) => patch_custom_field(st, req, id),
+        ("DELETE", Route::CustomField(id)) => delete_custom_field(st, id),
+        (method, route) => Err(Reply::detail(
+            StatusCode::METHOD_NOT_ALLOWED,
+            format!("Method \"{method}\" not allowed."),
+        )
+        .with_header(header::ALLOW, route.methods().to_owned())),
+    };
+    outcome.unwrap_or_else(|reply| reply)
+}
+
+/// A path `{id}`: DRF answers 404 for one that is not a number.
+fn lookup(raw: &str) -> Result<i64, Reply> {
+    raw.parse().map_err(|_| Reply::not_found())
+}
+
+fn invalid_page() -> Reply {
+    Reply::detail(StatusCode::NOT_FOUND, "Invalid page.")
+}
+
+fn field_errors(errors: FieldErrors) -> Result<(), Reply> {
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(Reply::bad_request(Value::Object(errors)))
+    }
+}
+
+/// Case-insensitive: does every search term occur in one of `fields`?
+fn search_matches(terms: &[String], fields: &[&str]) -> bool {
+    terms.iter().all(|term| {
+        fields
+            .iter()
+            .any(|field| field.to_lowercase().contains(term.as_str()))
+    })
+}
+
+/// Paginates `items` as asked in the request, rendering only the page returned.
+fn paginated<T>(
+    st: &SimState,
+    req: &ApiRequest<'_>,
+    query: &Query,
+    items: &[T],
+    render: impl Fn(&T) -> Value,
+) -> Outcome {
+    let page = Page::select(
+        items.len(),
+        query,
+        st.settings.page_sizes,
+        &req.absolute_url(),
+    )
+    .ok_or_else(invalid_page)?;
+    let results = items[page.range.clone()].iter().map(render).collect();
+    Ok(Reply::ok(page.envelope(items.len(), results)))
+}
+
+// ---- contacts --------------------------------------------------------------------------------
+
+fn contact_filter(query: &Query) -> Result<ContactFilter, Reply> {
+    let owned = |key: &str| query.filter(key).map(str::to_owned);
+    let mut errors = FieldErrors::new();
+    let status = owned("status");
+    if let Some(status) = status.as_deref() {
+        if !validate::CONTACT_STATUSES.contains(&status) {
+            validate::add_error(
+                &mut errors,
+                "status",
+                format!("Select a valid choice. {status} is not one of the available choices."),
+            );
+        }
+    }
+    // Tags cannot be created through the REST API, so no tag id is ever valid here.
+    if query.filter("tag").is_some() {
+        validate::add_error(
+            &mut errors,
+            "tag",
+            "Select a valid choice. That choice is not one of the available choices.",
+        );
+    }
+    field_errors(errors)?;
+    let is_blocked = match query
+        .filter("is_blocked")
+        .map(str::to_ascii_lowercase)
+        .as_deref()
+    {
+        Some("true" | "1") => Some(true),
+        Some("false" | "0") => Some(false),
+        _ => None,
+    };
+    Ok(ContactFilter {
+        search: query.search_terms(),
+        phone: owned("phone"),
+        email: owned("email"),
+        first_name: owned("first_name"),
+        last_name: owned("last_name"),
+        language: owned("language"),
+        status,
+        is_blocked,
+    })
+}
+
+fn list_contacts(st: &SimState, req: &ApiRequest<'_>) -> Outcome {
+    let query = Query::parse(req.query);
+    let filter = contact_filter(&query)?;
+    let found = st.store.find_contacts(&filter);
+    paginated(st, req, &query, &found, |c| st.store.contact_json(c))
+}
+
+fn contact_json(st: &SimState, id: i64) -> Result<Value, Reply> {
+    st.store
+        .contact(id)
+        .map(|c| st.store.contact_json(c))
+        .ok_or_else(Reply::not_found)
+}
+
+fn get_contact(st: &SimState, id: &str) -> Outcome {
+    contact_json(st, lookup(id)?).map(Reply::ok)
+}
+
+fn sync_contact(st: &mut SimState, req: &ApiRequest<'_>) -> Outcome {
+    let body = req.json_body()?;
+    let unknown = st.settings.unknown_custom_field;
+    let input = st
+        .store
+        .validate_contact(&body, PhoneRule::Required, unknown, None)
+        .map_err(Reply::bad_request)?;
+    let id = st.store.upsert(&input, unknown, Utc::now()).id();
+    contact_json(st, id).map(Reply::ok)
+}
+
+fn patch_contact(st: &mut SimState, req: &ApiRequest<'_>, id: &str) -> Outcome {
+    let id = lookup(id)?;
+    st.store.contact(id).ok_or_else(Reply::not_found)?;
+    let body = req.json_body()?;
+    let unknown = st.settings.unknown_custom_field;
+    let input = st
+        .store
+        .validate_contact(&body, PhoneRule::Optional, unknown, Some(id))
+        .map_err(Reply::bad_request)?;
+    st.store.apply(id, &input, unknown, Utc::now());
+    contact_json(st, id).map(Reply::ok)
+}
+
+fn delete_contact(st: &mut SimState, id: &str) -> Outcome {
+    if st.store.delete_contact(lookup(id)?) {
+        Ok(Reply::no_content())
+    } else {
+        Err(Reply::not_found())
+    }
+}
+
+/// The items of a bulk write, or the message saying why there are none to take.
+fn batch_items(value: &Value) -> Result<&[Value], String> {
+    match value {
+        Value::Array(items) if items.is_empty() => Err(validate::MSG_EMPTY_LIST.to_owned()),
+        Value::Array(items) if items.len() > BULK_MAX => Err(validate::too_many_message(BULK_MAX)),
+        Value::Array(items) => Ok(items),
+        Value::Null => Err(validate::MSG_NULL.to_owned()),
+        other => Err(validate::not_a_list_message(other)),
+    }
+}
+
+/// Validates every item of a bulk write; all or nothing. The error holds one entry per item,
+/// `{}` for the good ones.
+fn validate_batch(st: &SimState, items: &[Value]) -> Result<Vec<ContactInput>, Value> {
+    let unknown = st.settings.unknown_custom_field;
+    let results: Vec<Result<ContactInput, Value>> = items
+        .iter()
+        .map(|item| {
+            st.store
+                .validate_contact(item, PhoneRule::Required, unknown, None)
+        })
+        .collect();
+    if results.iter().all(Result::is_ok) {
+        Ok(results.into_iter().flatten().collect())
+    } else {
+        Err(Value::Array(
+            results
+                .into_iter()
+                .map(|r| r.err().unwrap_or_else(|| json!({})))
+                .collect(),
+        ))
+    }
+}
+
+struct BatchOutcome {
+    created: usize,
+    updated: usize,
+    ids: Vec<i64>,
+}
+
+fn upsert_batch(st: &mut SimState, inputs: &[ContactInput]) -> BatchOutcome {
+    let unknown = st.settings.unknown_custom_field;
+    let now = Utc::now();
+    let mut outcome = BatchOutcome {
+        created: 0,
+        updated: 0,
+        ids: Vec::with_capacity(inputs.len()),
+    };
+    for input in inputs {
+        match st.store.upsert(input, unknown, now) {
+            super::state::Upserted::Created(id) => {
+                outcome.created += 1;
+                outcome.ids.push(id);
+            }
+            super::state::Upserted::Updated(id) => {
+                outcome.updated += 1;
+                outcome.ids.push(id);
+            }
+        }
+    }
+    outcome
+}
+
+fn sync_all(st: &mut SimState, req: &ApiRequest<'_>) -> Outcome {
+    let body = req.json_body()?;
+    let items =
+        batch_items(&body).map_err(|message| Reply::detail(StatusCode::BAD_REQUEST, message))?;
+    let inputs = validate_batch(st, items).map_err(Reply::bad_request)?;
+    let done = upsert_batch(st, &inputs);
+    Ok(Reply::ok(
+        json!({"created": done.created, "updated": done.updated}),
+    ))
+}
+
+fn operator(st: &SimState, req: &ApiRequest<'_>, id: &str) -> Outcome {
+    st.store.contact(lookup(id)?).ok_or_else(Reply::not_found)?;
+    let body = req.json_object()?;
+    let mut errors = FieldErrors::new();
+    let email = validate::required_text(&body, "email", true, &mut errors);
+    field_errors(errors)?;
+    let email = email.unwrap_or_default();
+    if st
+        .settings
+        .operators
+        .iter()
+        .any(|operator| operator.eq_ignore_ascii_case(&email))
+    {
+        Ok(Reply::ok(json!({})))
+    } else {
+        Err(Reply::bad_request(json!({
+            "code": "spoki::3004",
+            "detail": "No operator found with this email",
+        })))
+    }
+}
+
+// ---- lists -----------------------------------------------------------------------------------
+
+fn existing_list(st: &SimState, id: &str) -> Result<i64, Reply> {
+    let id = lookup(id)?;
+    st.store
+        .list(id)
+        .map(|list| list.id)
+        .ok_or_else(Reply::not_found)
+}
+
+fn list_lists(st: &SimState, req: &ApiRequest<'_>) -> Outcome {
+    let query = Query::parse(req.query);
+    let terms = query.search_terms();
+    let lists: Vec<_> = st
+        .store
+        .lists()
+        .filter(|list| search_matches(&terms, &[&list.name]))
+        .collect();
+    paginated(st, req, &query, &lists, |list| list.to_json())
+}
+
+fn create_list(st: &mut SimState, req: &ApiRequest<'_>) -> Outcome {
+    let body = req.json_object()?;
+    let mut errors = FieldErrors::new();
+    let name = validate::required_text(&body, "name", true, &mut errors);
+    let color = match body.get("color") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(color)) => Some(color.clone()),
+        Some(_) => {
+            validate::add_error(&mut errors, "color", validate::MSG_NOT_STRING);
+            None
+        }
+    };
+    field_errors(errors)?;
+    let list = st
+        .store
+        .create_list(&name.unwrap_or_default(), color, Utc::now());
+    Ok(Reply::created(list.to_json()))
+}
+
+fn get_list(st: &SimState, id: &str) -> Outcome {
+    let id = existing_list(st, id)?;
+    st.store
+        .list(id)
+        .map(|list| Reply::ok(list.to_json()))
+        .ok_or_else(Reply::not_found)
+}
+
+fn delete_list(st: &mut SimState, id: &str) -> Outcome {
+    if st.store.delete_list(lookup(id)?) {
+        Ok(Reply::no_content())
+    } else {
+        Err(Reply::not_found())
+    }
+}
+
+fn list_sync_contacts(st: &mut SimState, req: &ApiRequest<'_>, id: &str) -> Outcome {
+    let list_id = existing_list(st, id)?;
+    let body = req.json_object()?;
+    let items = match body.get("contacts") {
+        None => Err(validate::MSG_REQUIRED.to_owned()),
+        Some(value) => batch_items(value),
+    }
+    .map_err(|message| Reply::bad_request(json!({ "contacts": [message] })))?;
+    let inputs = validate_batch(st, items)
+        .map_err(|errors| Reply::bad_request(json!({ "contacts": errors })))?;
+    let done = upsert_batch(st, &inputs);
+    let added = st.store.add_members(list_id, done.ids);
+    Ok(Reply::ok(json!({
+        "created": done.created,
+        "updated": done.updated,
+        "added": added,
+    })))
+}
+
+fn list_remove_contacts(st: &mut SimState, req: &ApiRequest<'_>, id: &str) -> Outcome {
+    let list_id = existing_list(st, id)?;
+    let body = req.json_object()?;
+    let mut errors = FieldErrors::new();
+    let ids = validate::int_list(&body, "ids", &mut errors);
+    let phones = validate::string_list(&body, "phones", &mut errors);
+    let emails = validate::string_list(&body, "emails", &mut errors);
+    field_errors(errors)?;
+    st.store.remove_members(list_id, &ids, &phones, &emails);
+    Ok(Reply::ok(json!({})))
+}
+
+fn list_remove_all_contacts(st: &mut SimState, id: &str) -> Outcome {
+    let list_id = existing_list(st, id)?;
+    st.store.clear_list(list_id);
+    Ok(Reply::ok(json!({})))
+}
+
+// ---- custom fields ---------------------------------------------------------------------------
+
+fn existing_custom_field(st: &SimState, id: &str) -> Result<i64, Reply> {
+    let id = lookup(id)?;
+    st.store
+        .custom_field(id)
+        .map(|field| field.id)
+        .ok_or_else(Reply::not_found)
+}
+
+fn custom_field_reply(st: &SimState, id: i64) -> Outcome {
+    st.store
+        .custom_field(id)
+        .map(|field| Reply::ok(field.to_json()))
+        .ok_or_else(Reply::not_found)
+}
+
+fn list_custom_fields(st: &SimState, req: &ApiRequest<'_>) -> Outcome {
+    let query = Query::parse(req.query);
+    let terms = query.search_terms();
+    let fields: Vec<_> = st
+        .store
+        .custom_fields()
+        .filter(|field| search_matches(&terms, &[&field.label, &field.code]))
+        .collect();
+    paginated(st, req, &query, &fields, |field| field.to_json())
+}
+
+fn create_custom_field(st: &mut SimState, req: &ApiRequest<'_>) -> Outcome {
+    let body = req.json_body()?;
+    let input = validate::custom_field_input(&body).map_err(Reply::bad_request)?;
+    let field = st
+        .store
+        .try_create_custom_field(input)
+        .map_err(Reply::bad_request)?;
+    Ok(Reply::created(field.to_json()))
+}
+
+fn get_custom_field(st: &SimState, id: &str) -> Outcome {
+    custom_field_reply(st, existing_custom_field(st, id)?)
+}
+
+fn patch_custom_field(st: &mut SimState, req: &ApiRequest<'_>, id: &str) -> Outcome {
+    let id = existing_custom_field(st, id)?;
+    let body = req.json_object()?;
+    let mut errors = FieldErrors::new();
+    // Only the label can change; every other key is read-only and ignored, as DRF does.
+    let label = validate::required_text(&body, "label", false, &mut errors);
+    field_errors(errors)?;
+    if let Some(label) = label {
+        st.store.relabel_custom_field(id, label);
+    }
+    custom_field_reply(st, id)
+}
+
+fn delete_custom_field(st: &mut SimState, id: &str) -> Outcome {
+    if st.store.delete_custom_field(lookup(id)?) {
+        Ok(Reply::no_content())
+    } else {
+        Err(Reply::not_found())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_resolve_like_drf() {
+        assert_eq!(Route::resolve("/api/1/contacts/"), Some(Route::Contacts));
+        assert_eq!(
+            Route::resolve("/api/1/contacts/sync/"),
+            Some(Route::ContactSync)
+        );
+        assert_eq!(
+            Route::resolve("/api/1/contacts/42/"),
+            Some(Route::Contact("42"))
+        );
+        assert_eq!(
+            Route::resolve("/api/1/contacts/abc/"),
+            Some(Route::Contact("abc"))
+        );
+        assert_eq!(
+            Route::resolve("/api/1/lists/7/sync_contacts/"),
+            Some(Route::ListSyncContacts("7"))
+        );
+        assert_eq!(Route::resolve("/api/1/contacts"), None);
+        assert_eq!(Route::resolve("/api/1/contacts//"), None);
+        assert_eq!(Route::resolve("/api/1/contacts/1.json/"), None);
+        assert_eq!(Route::resolve("/api/1/tags/"), None);
+        assert_eq!(Route::resolve("/contacts/"), None);
+    }
+
+    #[test]
+    fn throttled_rounds_up() {
+        let reply = throttled(Duration::from_micros(1_000_500));
+        let header = |name: &str| {
+            reply
+                .headers
+                .iter()
+                .find(|(n, _)| n.as_str() == name)
+                .map(|(_, v)| v.clone())
+        };
+        assert_eq!(header("retry-after").as_deref(), Some("2"));
+        assert_eq!(header("x-sim-retry-after-ms").as_deref(), Some("1001"));
+        assert_eq!(
+            reply.body,
+            Some(json!({"detail": "Request was throttled. Expected available in 2 seconds."}))
+        );
+        let short = throttled(Duration::from_millis(3));
+        assert_eq!(short.headers[0].1, "1");
+    }
+}
