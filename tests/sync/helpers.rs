@@ -1,0 +1,177 @@
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use spoki_sync::app::App;
+use spoki_sync::config::Settings;
+use spoki_sync::demo::scaled_settings;
+use spoki_sync::sim::{self, RecordedRequest, SimConfig, SimHandle};
+use spoki_sync::store::Store;
+use tempfile::TempDir;
+
+pub struct TestApp {
+    pub dir: TempDir,
+    pub sim: SimHandle,
+    pub inbox: PathBuf,
+    pub store: Store,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    handle: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+}
+
+pub async fn start_sim(config: SimConfig) -> SimHandle {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind simulator");
+    sim::start(listener, config).await.expect("start simulator")
+}
+
+/// Settings whose Spoki minute lasts `window`, pointing at `sim`, in `dir`.
+pub fn settings_for(sim: &SimHandle, dir: &Path, window: Duration) -> Settings {
+    let mut s = scaled_settings(&sim.base_url(), "sim-api-key", dir, window).expect("settings");
+    s.csv.settle = Duration::from_millis(100);
+    s
+}
+
+/// Starts the real daemon in-process against a simulator whose minute lasts `window`.
+pub async fn spawn_app(window: Duration) -> TestApp {
+    spawn_app_with(
+        SimConfig {
+            window,
+            ..SimConfig::default()
+        },
+        window,
+        |_| {},
+    )
+    .await
+}
+
+pub async fn spawn_app_with(
+    sim_config: SimConfig,
+    window: Duration,
+    tweak: impl FnOnce(&mut Settings),
+) -> TestApp {
+    let sim = start_sim(sim_config).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut settings = settings_for(&sim, dir.path(), window);
+    tweak(&mut settings);
+    let inbox = settings.csv.inbox.clone();
+    let app = App::build(settings).await.expect("daemon builds");
+    let store = app.store.clone();
+    let (stop, rx) = tokio::sync::oneshot::channel::<()>();
+    let handle = tokio::spawn(app.run_until(async {
+        let _ = rx.await;
+    }));
+    TestApp {
+        dir,
+        sim,
+        inbox,
+        store,
+        stop: Some(stop),
+        handle: Some(handle),
+    }
+}
+
+impl TestApp {
+    /// Drops a file the way careful writers do: a temporary name, then a rename.
+    pub fn drop_file(&self, rel: &str, bytes: &[u8]) {
+        let target = self.inbox.join(rel);
+        std::fs::create_dir_all(target.parent().expect("parent")).expect("mkdir");
+        let part = PathBuf::from(format!("{}.part", target.display()));
+        std::fs::write(&part, bytes).expect("write");
+        std::fs::rename(&part, &target).expect("rename");
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(h) = self.handle.take() {
+            h.await.expect("join").expect("clean stop");
+        }
+    }
+
+    pub async fn wait_drained(&self, timeout: Duration) {
+        wait_until(timeout, "the outbox to drain", || async {
+            self.store.outbox_depth().await.expect("depth") == 0
+        })
+        .await;
+    }
+}
+
+pub async fn wait_until<F, Fut>(timeout: Duration, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if check().await {
+            return;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The report of a file once it left the inbox (`processed` or `failed`).
+pub async fn wait_report(dir: &Path, outcome: &str, name: &str) -> Value {
+    let folder = dir.join(outcome);
+    let suffix = format!("-{name}.report.json");
+    let mut found = None;
+    wait_until(
+        Duration::from_secs(20),
+        &format!("{name} in {outcome}/"),
+        || {
+            found = std::fs::read_dir(&folder).ok().and_then(|entries| {
+                entries
+                    .flatten()
+                    .map(|e| e.path())
+                    .find(|p| p.to_string_lossy().ends_with(&suffix))
+            });
+            let done = found.is_some();
+            async move { done }
+        },
+    )
+    .await;
+    let path = found.expect("report path");
+    serde_json::from_str(&std::fs::read_to_string(path).expect("read report")).expect("json")
+}
+
+/// Contact-writing requests that Spoki accepted, with the number of contacts each carried.
+pub fn contact_writes(requests: &[RecordedRequest]) -> Vec<(String, usize)> {
+    requests
+        .iter()
+        .filter(|r| r.status == 200 && r.method == "POST")
+        .filter_map(|r| {
+            let n = if r.path.ends_with("/contacts/sync_all/") {
+                r.body.as_array().map(Vec::len)?
+            } else if r.path.ends_with("/contacts/sync/") {
+                1
+            } else if r.path.ends_with("/sync_contacts/") {
+                r.body.get("contacts")?.as_array().map(Vec::len)?
+            } else {
+                return None;
+            };
+            Some((r.path.clone(), n))
+        })
+        .collect()
+}
+
+pub fn shared_data(name: &str) -> Vec<u8> {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/data")
+        .join(name);
+    std::fs::read(&p).unwrap_or_else(|e| panic!("cannot read {}: {e}", p.display()))
+}
+
+/// A CSV of `n` distinct valid Italian mobiles, numbered from `start`.
+pub fn contacts_csv(start: u64, n: u64, name_suffix: &str) -> Vec<u8> {
+    let mut s = String::from("phone;nome;cognome\n");
+    for i in start..start + n {
+        s.push_str(&format!(
+            "+39 333 {:07};Nome{i}{name_suffix};Cognome{i}\n",
+            i
+        ));
+    }
+    s.into_bytes()
+}

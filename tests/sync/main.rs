@@ -1,0 +1,6 @@
+//! Integration tests: the real daemon (in-process via `spawn_app`, or the real binary) against
+//! the bundled simulator on loopback, with a real SQLite file and a real watched folder.
+
+mod helpers;
+mod inbox;
+mod resilience;
