@@ -309,7 +309,9 @@ impl Batcher {
             })
             .collect();
         let me = self.clone();
+        let budget = self.budgets.get(request.action());
         in_flight.spawn(async move {
+            budget.pace().await;
             let result = me.send(request, &payloads).await;
             if let Err(e) = me.settle(request, rows, result).await {
                 // The rows stay in flight; the next start puts them back in the queue.

@@ -68,6 +68,7 @@ struct BudgetState {
     limit: RateLimit,
     limiter: Limiter,
     blocked_until: Option<Instant>,
+    last_sent: Option<Instant>,
 }
 
 impl std::fmt::Debug for BudgetState {
@@ -88,6 +89,7 @@ impl Budget {
                 limit,
                 limiter: limiter(limit, clock.clone()),
                 blocked_until: None,
+                last_sent: None,
             }),
             clock,
         }
@@ -121,6 +123,29 @@ impl Budget {
     pub async fn acquire(&self) {
         while let Err(wait) = self.try_acquire() {
             tokio::time::sleep(wait.max(Duration::from_millis(1))).await;
+        }
+    }
+
+    /// Called right before a request leaves: waits until at least one interval (plus guard)
+    /// has passed since the previous request of this action left. A slot is taken before the
+    /// rows are claimed, and claiming takes a varying time, so this keeps the spacing true at
+    /// the moment that counts.
+    pub async fn pace(&self) {
+        loop {
+            let wait = {
+                let mut st = self.state();
+                let now = Instant::now();
+                let interval = st.limit.interval();
+                let gap = interval + guard(interval);
+                match st.last_sent {
+                    Some(last) if now < last + gap => last + gap - now,
+                    _ => {
+                        st.last_sent = Some(now);
+                        return;
+                    }
+                }
+            };
+            tokio::time::sleep(wait).await;
         }
     }
 
@@ -209,6 +234,16 @@ mod tests {
         b.acquire().await;
         b.acquire().await;
         assert_eq!(Instant::now() - start, Duration::from_millis(120_200));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn pace_spaces_the_moments_requests_leave() {
+        let b = budget("1/10s");
+        let start = Instant::now();
+        b.pace().await;
+        tokio::time::advance(Duration::from_secs(3)).await;
+        b.pace().await;
+        assert_eq!(Instant::now() - start, Duration::from_millis(10_100));
     }
 
     #[tokio::test(start_paused = true)]

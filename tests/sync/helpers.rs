@@ -10,7 +10,8 @@ use spoki_sync::store::Store;
 use tempfile::TempDir;
 
 pub struct TestApp {
-    pub dir: TempDir,
+    /// Kept so the temporary folder lives as long as the daemon using it.
+    _dir: TempDir,
     pub sim: SimHandle,
     pub inbox: PathBuf,
     pub store: Store,
@@ -62,7 +63,7 @@ pub async fn spawn_app_with(
         let _ = rx.await;
     }));
     TestApp {
-        dir,
+        _dir: dir,
         sim,
         inbox,
         store,
