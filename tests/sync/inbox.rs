@@ -201,3 +201,64 @@ async fn a_single_change_takes_the_single_path_while_the_bulk_slot_is_busy() {
     );
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bulk_400_rejects_exactly_the_rows_spoki_named() {
+    let app = spawn_app(Duration::from_millis(500)).await;
+    // `x@localhost` passes the HTML email rule but Spoki's (the simulator's) check refuses it.
+    let mut csv = String::from_utf8(contacts_csv(6_000_000, 30, "")).expect("utf8");
+    csv = csv.replace("phone;nome;cognome", "phone;nome;cognome;email");
+    let csv: String = csv
+        .lines()
+        .enumerate()
+        .map(|(i, l)| match i {
+            0 => l.to_string(),
+            7 => format!("{l};x@localhost"),
+            _ => format!("{l};"),
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    app.drop_file("one-bad.csv", csv.as_bytes());
+    wait_report(&app.inbox, "processed", "one-bad.csv").await;
+    app.wait_drained(Duration::from_secs(20)).await;
+    assert_eq!(app.sim.contacts().len(), 29);
+    let requests = app.sim.requests();
+    assert!(
+        requests.iter().any(|r| r.status == 400),
+        "Spoki refused the first batch"
+    );
+    let rejects = app.store.rejects(10).await.expect("rejects");
+    assert_eq!(rejects.len(), 1, "{rejects:?}");
+    assert_eq!(rejects[0].phone, "+393336000006");
+    assert!(rejects[0].reason.contains("email"), "{}", rejects[0].reason);
+    assert_eq!(rejects[0].key, "one-bad.csv:8");
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plan_reports_the_shared_sample_without_writing() {
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().join("contacts-it-excel.csv");
+    std::fs::write(&path, shared_data("contacts-it-excel.csv")).expect("write");
+    let settings = spoki_sync::config::Settings::from_toml(&format!(
+        "[storage]\ndatabase = \"{}\"\n",
+        dir.path().join("none.db").display()
+    ))
+    .expect("settings");
+    let plan = spoki_sync::plan::plan(&settings, &path, None)
+        .await
+        .expect("plan");
+    let json = serde_json::to_value(&plan).expect("json");
+    assert_eq!(json["rows"], 60);
+    assert_eq!(json["invalid"], 3);
+    assert_eq!(json["valid"], 57);
+    assert_eq!(json["duplicates"], 1);
+    assert_eq!(json["creates"], 56);
+    assert_eq!(json["updates"], 0);
+    assert_eq!(json["unchanged"], 0);
+    assert_eq!(json["requests"], 1);
+    assert!(
+        !dir.path().join("none.db").exists(),
+        "plan must not create the database"
+    );
+}
