@@ -3,10 +3,12 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::num::NonZeroU64;
 
-/// An E.164 phone number, stored as its digits (at most 15, so a `u64` holds every one).
+/// An E.164 phone number, stored as its digits (at most 15, so a `u64` holds every one; never
+/// zero, so `Option<Phone>` is 8 bytes too).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Phone(u64);
+pub struct Phone(NonZeroU64);
 
 impl Phone {
     /// Builds a phone from a country code, the national number's leading zeros (Italian
@@ -21,7 +23,10 @@ impl Phone {
         let value = cc
             .checked_mul(10u64.checked_pow(width)?)?
             .checked_add(national_number)?;
-        (count_digits(value) <= 15 && country_code > 0).then_some(Phone(value))
+        if count_digits(value) > 15 || country_code == 0 {
+            return None;
+        }
+        NonZeroU64::new(value).map(Phone)
     }
 
     /// Reads back a phone this program stored as `+<digits>` (database rows, Spoki answers).
@@ -34,17 +39,17 @@ impl Phone {
         if !ok {
             return None;
         }
-        digits.parse().ok().map(Phone)
+        digits.parse().ok().and_then(NonZeroU64::new).map(Phone)
     }
 
     /// Whether Spoki accepts this number (`^\+[1-9][0-9]{7,14}$`): libphonenumber calls some
     /// very short national numbers valid that Spoki's E.164 check refuses.
     pub fn meets_spoki_rule(self) -> bool {
-        (8..=15).contains(&count_digits(self.0))
+        (8..=15).contains(&count_digits(self.0.get()))
     }
 
     pub fn digits(self) -> u64 {
-        self.0
+        self.0.get()
     }
 }
 

@@ -36,6 +36,9 @@ pub struct FileReport {
     pub creates: u64,
     #[serde(skip)]
     pub updates: u64,
+    /// The file's custom-field columns that will be sent, as (code, header as written).
+    #[serde(skip)]
+    pub custom_columns: Vec<(String, String)>,
 }
 
 #[derive(Clone, Debug, Serialize, serde::Deserialize, PartialEq, Eq)]
@@ -158,17 +161,7 @@ pub async fn ingest_file<S: Sink>(
     list: ListId,
     keep_custom_fields: bool,
     sink: &mut S,
-) -> Result<(FileReport, Vec<(String, String)>), IngestError> {
-    // Open once here so that a file that is not CSV fails before anything else happens.
-    let probe = CsvFile::open(path)?;
-    let custom: Vec<(String, String)> = probe
-        .custom_codes
-        .iter()
-        .cloned()
-        .zip(probe.custom_headers.iter().cloned())
-        .collect();
-    drop(probe);
-
+) -> Result<FileReport, IngestError> {
     let (tx, mut rx) = mpsc::channel::<Msg>(4);
     let owned: PathBuf = path.to_path_buf();
     let name = display_name.to_string();
@@ -203,12 +196,7 @@ pub async fn ingest_file<S: Sink>(
     report.creates = verdicts.0;
     report.updates = verdicts.1;
     report.unchanged = verdicts.2;
-    let custom = if keep_custom_fields {
-        custom
-    } else {
-        Vec::new()
-    };
-    Ok((report, custom))
+    Ok(report)
 }
 
 async fn apply_chunk<S: Sink>(
@@ -260,24 +248,33 @@ fn read_file(
 
     // Pass 1: phones.
     let mut csv = CsvFile::open(path)?;
-    if !keep_custom_fields {
+    let format = csv.format();
+    if keep_custom_fields {
+        report.custom_columns = csv
+            .custom_codes
+            .iter()
+            .cloned()
+            .zip(csv.custom_headers.iter().cloned())
+            .collect();
+    } else {
         report.ignored_columns = csv.custom_headers.clone();
     }
-    let mut row_phones: Vec<u64> = Vec::new();
-    let mut counts: FxHashMap<u64, u32> = FxHashMap::default();
+    // One entry per row (`None`: rejected), so pass 2 need not parse phones again.
+    let mut row_phones: Vec<Option<Phone>> = Vec::new();
+    let mut counts: FxHashMap<Phone, u32> = FxHashMap::default();
     while let Some(row) = csv.next_row()? {
         report.rows += 1;
         match row.validate(region) {
             Ok(phone) => {
-                row_phones.push(phone.digits());
-                let n = counts.entry(phone.digits()).or_insert(0);
+                row_phones.push(Some(phone));
+                let n = counts.entry(phone).or_insert(0);
                 if *n > 0 {
                     report.duplicates += 1;
                 }
                 *n += 1;
             }
             Err(issue) => {
-                row_phones.push(0);
+                row_phones.push(None);
                 report.rejected.push(RejectedRow {
                     line: row.line,
                     phone: row.phone.clone(),
@@ -289,31 +286,26 @@ fn read_file(
     report.accepted = counts.len() as u64;
 
     // Pass 2: fields.
-    let mut csv = CsvFile::open(path)?;
+    let mut csv = CsvFile::open_as(path, format)?;
     if !keep_custom_fields {
         csv.drop_custom_codes();
     }
-    let mut repeated: FxHashMap<u64, (u64, ContactFields)> = FxHashMap::default();
-    let mut repeated_order: Vec<u64> = Vec::new();
+    let mut repeated: FxHashMap<Phone, (u64, ContactFields)> = FxHashMap::default();
+    let mut repeated_order: Vec<Phone> = Vec::new();
     let mut chunk: Vec<(Contact, u64)> = Vec::with_capacity(CHUNK);
-    let mut index = 0usize;
+    let mut phones = row_phones.into_iter();
     while let Some(row) = csv.next_row()? {
-        let digits = row_phones.get(index).copied().unwrap_or(0);
-        index += 1;
-        if digits == 0 {
-            continue;
-        }
-        let line = row.line;
-        let fields = row.into_fields();
-        let Some(phone) = Phone::from_e164(&format!("+{digits}")) else {
+        let Some(phone) = phones.next().flatten() else {
             continue;
         };
-        if counts.get(&digits).copied().unwrap_or(0) > 1 {
-            match repeated.get_mut(&digits) {
+        let line = row.line;
+        let fields = row.into_fields();
+        if counts.get(&phone).copied().unwrap_or(0) > 1 {
+            match repeated.get_mut(&phone) {
                 Some((_, merged)) => merged.overlay(&fields),
                 None => {
-                    repeated_order.push(digits);
-                    repeated.insert(digits, (line, fields));
+                    repeated_order.push(phone);
+                    repeated.insert(phone, (line, fields));
                 }
             }
             continue;
@@ -323,12 +315,9 @@ fn read_file(
             send(tx, std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK)))?;
         }
     }
-    drop(row_phones);
-    for digits in repeated_order {
-        if let (Some((line, fields)), Some(phone)) = (
-            repeated.remove(&digits),
-            Phone::from_e164(&format!("+{digits}")),
-        ) {
+    drop(phones);
+    for phone in repeated_order {
+        if let Some((line, fields)) = repeated.remove(&phone) {
             chunk.push((Contact { phone, fields }, line));
             if chunk.len() == CHUNK {
                 send(tx, std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK)))?;

@@ -41,7 +41,7 @@ pub async fn plan(
         .file_name()
         .map(|n| n.to_string_lossy().to_string())
         .unwrap_or_default();
-    let (report, _) = ingest::ingest_file(
+    let report = ingest::ingest_file(
         file,
         &name,
         settings.csv.default_region,

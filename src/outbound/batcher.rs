@@ -199,83 +199,65 @@ impl Batcher {
             .store
             .count_eligible(ListId::NONE, false, BULK_MAX as i64 + 1)
             .await? as usize;
-        if waiting > settings.single_max_pending {
-            match self.budgets.get(BULK).try_acquire() {
-                Ok(()) => {
-                    let rows = self
-                        .store
-                        .claim(ListId::NONE, false, BULK_MAX as i64)
-                        .await?;
-                    if !rows.is_empty() {
-                        self.launch(in_flight, Request::Bulk, rows, &failed_codes)
-                            .await?;
-                        return Ok(Step::Launched);
-                    }
-                }
-                Err(w) => wait = wait.min(w),
-            }
+        if waiting > settings.single_max_pending
+            && self
+                .try_launch(
+                    in_flight,
+                    Request::Bulk,
+                    &[false],
+                    BULK_MAX as i64,
+                    &failed_codes,
+                    &mut wait,
+                )
+                .await?
+        {
+            return Ok(Step::Launched);
         }
 
-        // Lists.
+        // Lists; rows of a list batch Spoki refused without naming them go alone.
         for list in self.store.pending_lists().await? {
-            if self.store.count_eligible(list, false, 1).await? == 0 {
-                continue;
+            let (routes, limit): (&[bool], i64) =
+                if self.store.count_eligible(list, false, 1).await? > 0 {
+                    (&[false], BULK_MAX as i64)
+                } else if self.store.count_eligible(list, true, 1).await? > 0 {
+                    (&[true], 1)
+                } else {
+                    continue;
+                };
+            if self
+                .try_launch(
+                    in_flight,
+                    Request::List(list),
+                    routes,
+                    limit,
+                    &failed_codes,
+                    &mut wait,
+                )
+                .await?
+            {
+                return Ok(Step::Launched);
             }
-            match self.budgets.get(LIST).try_acquire() {
-                Ok(()) => {
-                    let rows = self.store.claim(list, false, BULK_MAX as i64).await?;
-                    if !rows.is_empty() {
-                        self.launch(in_flight, Request::List(list), rows, &failed_codes)
-                            .await?;
-                        return Ok(Step::Launched);
-                    }
-                }
-                Err(w) => {
-                    wait = wait.min(w);
-                    break;
-                }
-            }
+            // Every list shares the one budget, and it is not free.
+            break;
         }
 
-        // One by one: few waiting, or rows whose batch Spoki refused without saying which.
-        let single_list = self.store.count_eligible(ListId::NONE, true, 1).await? > 0;
+        // One by one: rows whose batch Spoki refused without naming them, or few waiting.
+        let refused = self.store.count_eligible(ListId::NONE, true, 1).await? > 0;
         let few = waiting > 0 && waiting <= settings.single_max_pending;
-        if single_list || few {
-            match self.budgets.get(SINGLE).try_acquire() {
-                Ok(()) => {
-                    let mut rows = self.store.claim(ListId::NONE, true, 1).await?;
-                    if rows.is_empty() && few {
-                        rows = self.store.claim(ListId::NONE, false, 1).await?;
-                    }
-                    if !rows.is_empty() {
-                        self.launch(in_flight, Request::Single, rows, &failed_codes)
-                            .await?;
-                        return Ok(Step::Launched);
-                    }
-                }
-                Err(w) => wait = wait.min(w),
-            }
-        }
-
-        // List rows Spoki refused as a batch: alone, through the list endpoint.
-        for list in self.store.pending_lists().await? {
-            if self.store.count_eligible(list, true, 1).await? == 0 {
-                continue;
-            }
-            match self.budgets.get(LIST).try_acquire() {
-                Ok(()) => {
-                    let rows = self.store.claim(list, true, 1).await?;
-                    if !rows.is_empty() {
-                        self.launch(in_flight, Request::List(list), rows, &failed_codes)
-                            .await?;
-                        return Ok(Step::Launched);
-                    }
-                }
-                Err(w) => {
-                    wait = wait.min(w);
-                    break;
-                }
-            }
+        let routes: &[bool] = if few { &[true, false] } else { &[true] };
+        if (refused || few)
+            && self
+                .try_launch(
+                    in_flight,
+                    Request::Single,
+                    routes,
+                    1,
+                    &failed_codes,
+                    &mut wait,
+                )
+                .await?
+        {
+            return Ok(Step::Launched);
         }
 
         if let Some(due) = self.store.next_due_ms().await? {
@@ -285,6 +267,32 @@ impl Batcher {
             }
         }
         Ok(Step::Wait(wait.max(Duration::from_millis(5))))
+    }
+
+    /// Takes a slot of `request`'s budget and launches up to `limit` eligible rows, claiming
+    /// from each route in turn (`true`: rows to send one by one). When the budget is not free,
+    /// lowers `wait` to the time it frees and returns `false`.
+    async fn try_launch(
+        &self,
+        in_flight: &mut JoinSet<()>,
+        request: Request,
+        routes: &[bool],
+        limit: i64,
+        failed_codes: &HashSet<String>,
+        wait: &mut Duration,
+    ) -> Result<bool, StoreError> {
+        if let Err(w) = self.budgets.get(request.action()).try_acquire() {
+            *wait = (*wait).min(w);
+            return Ok(false);
+        }
+        for &single in routes {
+            let rows = self.store.claim(request.list(), single, limit).await?;
+            if !rows.is_empty() {
+                self.launch(in_flight, request, rows, failed_codes).await?;
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 
     async fn launch(
@@ -572,6 +580,13 @@ enum Request {
 }
 
 impl Request {
+    fn list(self) -> ListId {
+        match self {
+            Request::Bulk | Request::Single => ListId::NONE,
+            Request::List(list) => list,
+        }
+    }
+
     fn action(self) -> &'static str {
         match self {
             Request::Bulk => BULK,

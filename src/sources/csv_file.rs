@@ -99,10 +99,27 @@ impl RawRow {
     }
 }
 
+/// How a file is written: found once (it takes a read of the whole file), reused for later
+/// passes over the same file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Format {
+    pub encoding: Encoding,
+    pub delimiter: u8,
+}
+
+impl Format {
+    pub fn detect(path: &Path) -> Result<Format, FileError> {
+        Ok(Format {
+            encoding: sniff_encoding(path)?,
+            delimiter: sniff_delimiter(path)?,
+        })
+    }
+}
+
 /// An open CSV file positioned after its header.
 pub struct CsvFile {
     reader: csv::Reader<BufReader<File>>,
-    encoding: Encoding,
+    format: Format,
     columns: Vec<Column>,
     record: csv::ByteRecord,
     /// Custom-field codes, in column order.
@@ -112,12 +129,17 @@ pub struct CsvFile {
 }
 
 impl CsvFile {
+    /// Detects the file's format and opens it.
     pub fn open(path: &Path) -> Result<CsvFile, FileError> {
-        let encoding = sniff_encoding(path)?;
-        let delimiter = sniff_delimiter(path)?;
+        CsvFile::open_as(path, Format::detect(path)?)
+    }
+
+    /// Opens a file whose format is already known (a second pass).
+    pub fn open_as(path: &Path, format: Format) -> Result<CsvFile, FileError> {
+        let encoding = format.encoding;
         let file = File::open(path)?;
         let mut reader = csv::ReaderBuilder::new()
-            .delimiter(delimiter)
+            .delimiter(format.delimiter)
             .has_headers(false)
             .flexible(true)
             // `\n` alone ends a record so that line numbers stay right in CRLF files (the csv
@@ -154,7 +176,7 @@ impl CsvFile {
         }
         Ok(CsvFile {
             reader,
-            encoding,
+            format,
             columns,
             record: csv::ByteRecord::new(),
             custom_codes,
@@ -162,8 +184,8 @@ impl CsvFile {
         })
     }
 
-    pub fn encoding(&self) -> Encoding {
-        self.encoding
+    pub fn format(&self) -> Format {
+        self.format
     }
 
     /// Leaves the given custom-field codes out of every row from now on.
@@ -203,7 +225,7 @@ impl CsvFile {
                 if cell.is_empty() || matches!(col, Column::Skip) {
                     continue;
                 }
-                let text = decode(cell, self.encoding);
+                let text = decode(cell, self.format.encoding);
                 let value = normalise::clean_text(&text);
                 match col {
                     Column::Phone => row.phone = text.trim().to_string(),
@@ -333,7 +355,7 @@ mod tests {
             b"Nome;Cognome;Cellulare;Citt\xe0\r\nNiccol\xf2;Rossi;333 123 4567;Forl\xec\r\n;;;\r\nA;\"B\";3331234568;\"x\"\r\n",
         );
         let mut csv = CsvFile::open(f.path()).expect("opens");
-        assert_eq!(csv.encoding(), Encoding::Windows1252);
+        assert_eq!(csv.format().encoding, Encoding::Windows1252);
         assert_eq!(csv.custom_codes, vec!["CITTA"]);
         let row = csv.next_row().expect("reads").expect("one row");
         assert_eq!(row.line, 2);
@@ -359,7 +381,7 @@ mod tests {
             "\u{feff}phone,note\n+393331234567,\"a, b\nc\"\n+393331234568,x\n".as_bytes(),
         );
         let mut csv = CsvFile::open(f.path()).expect("opens");
-        assert_eq!(csv.encoding(), Encoding::Utf8);
+        assert_eq!(csv.format().encoding, Encoding::Utf8);
         assert_eq!(csv.next_row().expect("row").expect("some").line, 2);
         assert_eq!(csv.next_row().expect("row").expect("some").line, 4);
     }

@@ -174,8 +174,8 @@ impl Inbox {
         )
         .await;
         match result {
-            Ok((report, custom)) => {
-                Store::want_custom_fields(&mut tx, &custom).await?;
+            Ok(report) => {
+                Store::want_custom_fields(&mut tx, &report.custom_columns).await?;
                 for r in &report.rejected {
                     let key = format!("{rel}:{}", r.line);
                     Store::insert_reject(&mut tx, "csv", &key, &r.phone, &r.reason).await?;

@@ -5,7 +5,6 @@ mod outbox;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
-use std::str::FromStr;
 use std::time::Duration;
 
 use sqlx::sqlite::{
@@ -134,8 +133,8 @@ impl Store {
         if !path.exists() {
             return Ok(None);
         }
-        let url = format!("sqlite://{}", path.display());
-        let opts = SqliteConnectOptions::from_str(&url)?
+        let opts = SqliteConnectOptions::new()
+            .filename(path)
             .read_only(true)
             .busy_timeout(Duration::from_secs(60));
         let pool = SqlitePoolOptions::new()
@@ -176,7 +175,7 @@ impl Store {
                 "SELECT phone, first_name, last_name, email, language, custom_fields \
                  FROM contact_state WHERE phone IN ({ph})"
             );
-            let mut q = sqlx::query(AssertSqlSafe(sql.clone()));
+            let mut q = sqlx::query(AssertSqlSafe(sql));
             for t in &texts {
                 q = q.bind(t);
             }
@@ -190,7 +189,7 @@ impl Store {
                  custom_fields FROM outbox WHERE phone IN ({ph}) \
                  ORDER BY CASE state WHEN 'inflight' THEN 0 ELSE 1 END, id"
             );
-            let mut q = sqlx::query(AssertSqlSafe(sql.clone()));
+            let mut q = sqlx::query(AssertSqlSafe(sql));
             for t in &texts {
                 q = q.bind(t);
             }
@@ -208,7 +207,7 @@ impl Store {
             if !list.is_none() {
                 let sql =
                     format!("SELECT phone FROM list_members WHERE list_id = ? AND phone IN ({ph})");
-                let mut q = sqlx::query(AssertSqlSafe(sql.clone())).bind(list.0);
+                let mut q = sqlx::query(AssertSqlSafe(sql)).bind(list.0);
                 for t in &texts {
                     q = q.bind(t);
                 }

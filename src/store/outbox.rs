@@ -73,15 +73,9 @@ impl Store {
         limit: i64,
     ) -> Result<Vec<OutboxRow>, StoreError> {
         let mut tx = self.pool.begin().await?;
-        let sql = format!(
-            "SELECT {} {ELIGIBLE} ORDER BY o.id LIMIT ?",
-            COLUMNS
-                .split(", ")
-                .map(|c| format!("o.{c}"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
-        let rows = sqlx::query(AssertSqlSafe(sql.clone()))
+        // Columns are read by name, so `o.*` serves `outbox_row`.
+        let sql = format!("SELECT o.* {ELIGIBLE} ORDER BY o.id LIMIT ?");
+        let rows = sqlx::query(AssertSqlSafe(sql))
             .bind(list.0)
             .bind(route(single_route))
             .bind(now_ms())
@@ -94,7 +88,7 @@ impl Store {
                 "UPDATE outbox SET state = 'inflight' WHERE id IN ({})",
                 placeholders(chunk.len())
             );
-            let mut q = sqlx::query(AssertSqlSafe(sql.clone()));
+            let mut q = sqlx::query(AssertSqlSafe(sql));
             for r in chunk {
                 q = q.bind(r.id);
             }
