@@ -47,9 +47,9 @@ impl App {
                 )
             })?;
         let recovered = store.recover_inflight().await?;
-        if recovered > 0 {
+        if !recovered.is_empty() {
             tracing::info!(
-                rows = recovered,
+                rows = recovered.len(),
                 "requeued contacts left in flight by the last run"
             );
         }
@@ -70,6 +70,7 @@ impl App {
             wake.clone(),
         );
         batcher.restore_budget_marks().await?;
+        batcher.hold_after_crash(&recovered);
         Ok(App {
             settings,
             store,

@@ -28,6 +28,7 @@ pub const BULK: &str = "bulk_sync_contacts";
 pub const SINGLE: &str = "create_or_update_contact";
 pub const LIST: &str = "sync_contacts_to_list";
 const MAX_IN_FLIGHT: usize = 6;
+const SETTLE_ATTEMPTS: u32 = 8;
 
 /// What `step` did.
 #[derive(Debug, PartialEq, Eq)]
@@ -133,6 +134,24 @@ impl Batcher {
             }
         }
         Ok(())
+    }
+
+    /// Rows a crash left in flight may have left at any moment before it: their actions wait
+    /// one whole interval before the next request.
+    pub fn hold_after_crash(&self, rows: &[OutboxRow]) {
+        let mut actions = HashSet::new();
+        for row in rows {
+            if row.list.is_none() {
+                actions.insert(BULK);
+                actions.insert(SINGLE);
+            } else {
+                actions.insert(LIST);
+            }
+        }
+        for action in actions {
+            let budget = self.budgets.get(action);
+            budget.block_for(budget.limit().interval());
+        }
     }
 
     /// Runs until `cancel`; then lets requests in flight finish for up to `drain`.
@@ -302,7 +321,6 @@ impl Batcher {
         rows: Vec<OutboxRow>,
         failed_codes: &HashSet<String>,
     ) -> Result<(), StoreError> {
-        self.store.mark_budget(request.action(), now_ms()).await?;
         let payloads: Vec<ContactPayload> = rows
             .iter()
             .map(|r| {
@@ -319,11 +337,27 @@ impl Batcher {
         let me = self.clone();
         let budget = self.budgets.get(request.action());
         in_flight.spawn(async move {
+            // Nothing may stand between `pace` and the send: spacing is measured from here.
             budget.pace().await;
+            let sent_at = now_ms();
             let result = me.send(request, &payloads).await;
-            if let Err(e) = me.settle(request, rows, result).await {
-                // The rows stay in flight; the next start puts them back in the queue.
-                tracing::error!(error = %e, "could not record Spoki's answer");
+            // When the request left, for a restart to keep the spacing. Written once the answer
+            // is in; a crash before this leaves the rows in flight, and the next start then
+            // waits a whole interval (`hold_after_crash`).
+            if let Err(e) = me.store.mark_budget(request.action(), sent_at).await {
+                tracing::warn!(error = %e, "could not record when a request left");
+            }
+            // Recording the answer is retried (every store step is idempotent for rows already
+            // settled): rows left in flight would wait for the next start.
+            let mut attempt = 0;
+            while let Err(e) = me.settle(request, &rows, &result).await {
+                attempt += 1;
+                if attempt == SETTLE_ATTEMPTS {
+                    tracing::error!(error = %e, "could not record Spoki's answer; the rows are requeued at the next start");
+                    break;
+                }
+                tracing::warn!(error = %e, attempt, "could not record Spoki's answer; retrying");
+                tokio::time::sleep(Duration::from_millis(100 << attempt.min(6))).await;
             }
             me.wake.notify_one();
         });
@@ -364,13 +398,13 @@ impl Batcher {
     async fn settle(
         &self,
         request: Request,
-        rows: Vec<OutboxRow>,
-        result: Result<HashMap<Phone, i64>, SpokiError>,
+        rows: &[OutboxRow],
+        result: &Result<HashMap<Phone, i64>, SpokiError>,
     ) -> Result<(), StoreError> {
         let action = request.action();
         match result {
             Ok(ids) => {
-                self.store.acknowledge(&rows, &ids).await?;
+                self.store.acknowledge(rows, ids).await?;
                 bump(&self.stats.contacts_acknowledged, rows.len() as u64);
                 tracing::info!(action, contacts = rows.len(), "Spoki acknowledged contacts");
             }
@@ -381,7 +415,7 @@ impl Batcher {
                     reason,
                     "2xx with an unexpected body; counting it as done"
                 );
-                self.store.acknowledge(&rows, &HashMap::new()).await?;
+                self.store.acknowledge(rows, &HashMap::new()).await?;
                 bump(&self.stats.contacts_acknowledged, rows.len() as u64);
             }
             Err(SpokiError::RateLimited { retry_after }) => {
@@ -395,18 +429,18 @@ impl Batcher {
                     "Spoki answered 429; waiting"
                 );
                 self.store
-                    .release(&rows, 0, Some("429 Too Many Requests"), false, false)
+                    .release(rows, 0, Some("429 Too Many Requests"), false, false)
                     .await?;
             }
             Err(SpokiError::Rejected { status: 400, body }) => {
-                self.settle_rejection(request, rows, &body).await?;
+                self.settle_rejection(request, rows, body).await?;
             }
             Err(SpokiError::Rejected { status: 404, body })
                 if matches!(request, Request::List(_)) =>
             {
                 let reason = format!("list not found in Spoki: {body}");
                 bump(&self.stats.rejected, rows.len() as u64);
-                let rows: Vec<_> = rows.into_iter().map(|r| (r, reason.clone())).collect();
+                let rows: Vec<_> = rows.iter().map(|r| (r.clone(), reason.clone())).collect();
                 self.store.reject(&rows).await?;
             }
             Err(e) => {
@@ -419,7 +453,7 @@ impl Batcher {
                 let text = e.to_string();
                 self.store
                     .release(
-                        &rows,
+                        rows,
                         now_ms() + delay.as_millis() as i64,
                         Some(&text),
                         true,
@@ -435,7 +469,7 @@ impl Batcher {
     async fn settle_rejection(
         &self,
         request: Request,
-        rows: Vec<OutboxRow>,
+        rows: &[OutboxRow],
         body: &Value,
     ) -> Result<(), StoreError> {
         let items = match (request, body) {
@@ -450,13 +484,13 @@ impl Batcher {
             let reason = body.to_string();
             tracing::warn!(phone = %rows[0].phone, reason, "Spoki rejected a contact");
             bump(&self.stats.rejected, rows.len() as u64);
-            let rows: Vec<_> = rows.into_iter().map(|r| (r, reason.clone())).collect();
+            let rows: Vec<_> = rows.iter().map(|r| (r.clone(), reason.clone())).collect();
             return self.store.reject(&rows).await;
         }
         if let Some(items) = items.filter(|i| i.len() == rows.len()) {
             let mut bad = Vec::new();
             let mut good = Vec::new();
-            for (row, item) in rows.into_iter().zip(items) {
+            for (row, item) in rows.iter().cloned().zip(items) {
                 let named = match item {
                     Value::Object(o) => !o.is_empty(),
                     Value::Null => false,
@@ -488,7 +522,7 @@ impl Batcher {
             "Spoki refused a batch without naming rows; sending them one by one"
         );
         self.store
-            .release(&rows, 0, Some(&body.to_string()), false, true)
+            .release(rows, 0, Some(&body.to_string()), false, true)
             .await
     }
 

@@ -153,8 +153,11 @@ impl Store {
         &self.pool
     }
 
+    /// Starts a write transaction. `BEGIN IMMEDIATE` takes the write lock up front: a deferred
+    /// transaction that reads first and then writes gets SQLITE_BUSY at once in WAL mode when
+    /// another writer committed in between (the busy timeout does not apply to that case).
     pub async fn begin(&self) -> Result<Tx, StoreError> {
-        Ok(self.pool.begin().await?)
+        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
     }
 
     pub async fn close(&self) {

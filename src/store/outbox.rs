@@ -40,11 +40,15 @@ fn outbox_row(row: &SqliteRow) -> Result<OutboxRow, StoreError> {
 const COLUMNS: &str = "id, phone, list_id, first_name, last_name, email, language, custom_fields, \
                        source, source_key, attempts";
 
-/// Pending rows that may leave now: due, and no write for the same phone in flight (per-contact
-/// order).
+/// Pending rows that may leave now: due, no write for the same phone in flight (per-contact
+/// order), and no custom-field code still waiting to be created in Spoki (which would drop the
+/// value). Checked in the same statement as the claim, so a file committed between the
+/// custom-field step and the claim cannot slip through.
 const ELIGIBLE: &str = "FROM outbox o WHERE o.state = 'pending' AND o.list_id = ? AND o.route = ? \
      AND o.not_before <= ? \
-     AND NOT EXISTS (SELECT 1 FROM outbox i WHERE i.phone = o.phone AND i.state = 'inflight')";
+     AND NOT EXISTS (SELECT 1 FROM outbox i WHERE i.phone = o.phone AND i.state = 'inflight') \
+     AND NOT EXISTS (SELECT 1 FROM json_each(o.custom_fields) j \
+                     JOIN custom_fields cf ON cf.code = j.key WHERE cf.status = 'wanted')";
 
 impl Store {
     /// How many rows could go in a request to `list` now, counting up to `cap`.
@@ -72,7 +76,7 @@ impl Store {
         single_route: bool,
         limit: i64,
     ) -> Result<Vec<OutboxRow>, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         // Columns are read by name, so `o.*` serves `outbox_row`.
         let sql = format!("SELECT o.* {ELIGIBLE} ORDER BY o.id LIMIT ?");
         let rows = sqlx::query(AssertSqlSafe(sql))
@@ -125,7 +129,7 @@ impl Store {
         rows: &[OutboxRow],
         spoki_ids: &HashMap<Phone, i64>,
     ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         let now = now_rfc3339();
         for row in rows {
             let phone = row.phone.to_string();
@@ -166,7 +170,7 @@ impl Store {
         count_attempt: bool,
         single_route: bool,
     ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         for row in rows {
             release_one(
                 &mut tx,
@@ -184,20 +188,24 @@ impl Store {
 
     /// Spoki refused these rows for good: they become rejects with Spoki's reason.
     pub async fn reject(&self, rows: &[(OutboxRow, String)]) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         for (row, reason) in rows {
-            Store::insert_reject(
-                &mut tx,
-                &row.source,
-                &row.source_key,
-                &row.phone.to_string(),
-                reason,
-            )
-            .await?;
-            sqlx::query("DELETE FROM outbox WHERE id = ?")
+            // Only a row still queued becomes a reject, so recording twice records once.
+            let deleted = sqlx::query("DELETE FROM outbox WHERE id = ?")
                 .bind(row.id)
                 .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            if deleted == 1 {
+                Store::insert_reject(
+                    &mut tx,
+                    &row.source,
+                    &row.source_key,
+                    &row.phone.to_string(),
+                    reason,
+                )
                 .await?;
+            }
         }
         tx.commit().await?;
         Ok(())
@@ -205,7 +213,7 @@ impl Store {
 
     /// After a crash: every row left in flight waits again (its request may or may not have
     /// landed; sending it again is harmless because writes are upserts by phone).
-    pub async fn recover_inflight(&self) -> Result<usize, StoreError> {
+    pub async fn recover_inflight(&self) -> Result<Vec<OutboxRow>, StoreError> {
         let rows = sqlx::query(AssertSqlSafe(format!(
             "SELECT {COLUMNS} FROM outbox WHERE state = 'inflight' ORDER BY id"
         )))
@@ -213,7 +221,7 @@ impl Store {
         .await?;
         let rows: Vec<OutboxRow> = rows.iter().map(outbox_row).collect::<Result<_, _>>()?;
         self.release(&rows, 0, None, false, false).await?;
-        Ok(rows.len())
+        Ok(rows)
     }
 
     pub async fn outbox_depth(&self) -> Result<i64, StoreError> {
@@ -281,12 +289,23 @@ async fn release_one(
     count_attempt: bool,
     single_route: bool,
 ) -> Result<(), StoreError> {
+    // Releasing twice must change nothing: only a row still in flight goes back.
+    let (in_flight,): (i64,) =
+        sqlx::query_as("SELECT COUNT(*) FROM outbox WHERE id = ? AND state = 'inflight'")
+            .bind(row.id)
+            .fetch_one(&mut *conn)
+            .await?;
+    if in_flight == 0 {
+        return Ok(());
+    }
     let attempts = row.attempts + i64::from(count_attempt);
     let newer = sqlx::query(AssertSqlSafe(format!(
-        "SELECT {COLUMNS} FROM outbox WHERE phone = ? AND list_id = ? AND state = 'pending'"
+        "SELECT {COLUMNS} FROM outbox \
+         WHERE phone = ? AND list_id = ? AND state = 'pending' AND id != ?"
     )))
     .bind(row.phone.to_string())
     .bind(row.list.0)
+    .bind(row.id)
     .fetch_optional(&mut *conn)
     .await?;
     let route_value = route(single_route);
@@ -336,4 +355,61 @@ async fn release_one(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn store_with_one_row(dir: &std::path::Path) -> (Store, OutboxRow) {
+        let store = Store::open(&dir.join("t.db")).await.expect("open");
+        let phone = Phone::from_e164("+393331234567").expect("phone");
+        let fields = ContactFields {
+            first_name: Some("Anna".into()),
+            ..Default::default()
+        };
+        let mut tx = store.begin().await.expect("tx");
+        Store::put_pending(
+            &mut tx,
+            phone,
+            ListId::NONE,
+            &fields,
+            None,
+            "csv",
+            "f.csv:2",
+        )
+        .await
+        .expect("queue");
+        tx.commit().await.expect("commit");
+        let rows = store.claim(ListId::NONE, false, 10).await.expect("claim");
+        assert_eq!(rows.len(), 1);
+        (store, rows[0].clone())
+    }
+
+    #[tokio::test]
+    async fn releasing_twice_keeps_the_row() {
+        let dir = tempfile::tempdir().expect("dir");
+        let (store, row) = store_with_one_row(dir.path()).await;
+        for _ in 0..2 {
+            store
+                .release(std::slice::from_ref(&row), 0, Some("503"), true, false)
+                .await
+                .expect("release");
+        }
+        let again = store.claim(ListId::NONE, false, 10).await.expect("claim");
+        assert_eq!(again.len(), 1, "the row must survive a repeated release");
+        assert_eq!(again[0].attempts, 1, "the attempt is counted once");
+        assert_eq!(again[0].fields.first_name.as_deref(), Some("Anna"));
+    }
+
+    #[tokio::test]
+    async fn rejecting_twice_records_one_reject() {
+        let dir = tempfile::tempdir().expect("dir");
+        let (store, row) = store_with_one_row(dir.path()).await;
+        let bad = [(row, "invalid email".to_string())];
+        store.reject(&bad).await.expect("reject");
+        store.reject(&bad).await.expect("reject again");
+        assert_eq!(store.rejects(10).await.expect("rejects").len(), 1);
+        assert_eq!(store.outbox_depth().await.expect("depth"), 0);
+    }
 }

@@ -9,13 +9,15 @@ use crate::helpers::*;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn strict_simulator_and_503s_lose_nothing() {
     // The simulator allows one bulk request per second; the daemon is configured for one per
-    // 400 ms, so it meets a storm of 429s, and 30% of all calls fail with 503.
+    // 400 ms, so it meets 429s. Faults come in phases so that each kind surely happens: an
+    // outage (every call 503) until one is seen, no faults until a 429 is seen, then 30% of all
+    // calls fail with 503 until the end.
     let window = Duration::from_secs(1);
     let app = spawn_app_with(
         SimConfig {
             window,
             faults: Faults {
-                error_503_rate: 0.3,
+                error_503_rate: 1.0,
                 ..Faults::default()
             },
             ..SimConfig::default()
@@ -32,6 +34,21 @@ async fn strict_simulator_and_503s_lose_nothing() {
     .await;
     app.drop_file("storm.csv", &contacts_csv(4_000_000, 1234, ""));
     wait_report(&app.inbox, "processed", "storm.csv").await;
+    for (status, next_rate) in [(503, 0.0), (429, 0.3)] {
+        wait_until(
+            Duration::from_secs(20),
+            &format!("an HTTP {status}"),
+            || {
+                let seen = app.sim.requests().iter().any(|r| r.status == status);
+                async move { seen }
+            },
+        )
+        .await;
+        app.sim.set_faults(Faults {
+            error_503_rate: next_rate,
+            ..Faults::default()
+        });
+    }
     app.wait_drained(Duration::from_secs(60)).await;
     assert_eq!(app.sim.contacts().len(), 1234, "every contact arrived");
     let requests = app.sim.requests();
