@@ -11,6 +11,8 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::admin::{self, AdminState};
+use crate::commands::{CommandWorker, Commands, WorkerSettings};
 use crate::config::Settings;
 use crate::normalise;
 use crate::outbound::batcher::{Batcher, BatcherSettings};
@@ -27,6 +29,9 @@ pub struct App {
     pub store: Store,
     pub batcher: Batcher,
     pub budgets: Budgets,
+    pub commands: Commands,
+    worker: CommandWorker,
+    admin_listener: tokio::net::TcpListener,
     wake: Arc<Notify>,
 }
 
@@ -64,20 +69,50 @@ impl App {
         let wake = Arc::new(Notify::new());
         let batcher = Batcher::new(
             store.clone(),
-            client,
+            client.clone(),
             budgets.clone(),
             BatcherSettings::from_settings(&settings),
             wake.clone(),
         );
         batcher.restore_budget_marks().await?;
         batcher.hold_after_crash(&recovered);
+        let command_wake = Arc::new(Notify::new());
+        let commands = Commands::new(store.clone(), command_wake.clone());
+        let worker = CommandWorker::new(
+            store.clone(),
+            client,
+            budgets.clone(),
+            WorkerSettings {
+                max_attempts: settings.commands.max_attempts,
+                max_backoff: settings.batch.max_backoff,
+            },
+            command_wake,
+        );
+        worker.recover().await?;
+        let admin_listener = tokio::net::TcpListener::bind(settings.admin.listen)
+            .await
+            .with_context(|| {
+                format!(
+                    "cannot listen on admin.listen {} for the admin API",
+                    settings.admin.listen
+                )
+            })?;
+        admin::metrics::handle();
         Ok(App {
             settings,
             store,
             batcher,
             budgets,
+            commands,
+            worker,
+            admin_listener,
             wake,
         })
+    }
+
+    /// Where the admin API listens (useful when `admin.listen` asked for port 0).
+    pub fn admin_addr(&self) -> std::io::Result<std::net::SocketAddr> {
+        self.admin_listener.local_addr()
     }
 
     /// Runs until `shutdown` completes, then drains.
@@ -100,10 +135,28 @@ impl App {
         );
         let inbox_task = tracker.spawn(inbox.run(sources.clone()));
         tracker.spawn(self.batcher.clone().run(outbound.clone(), DRAIN));
+        tracker.spawn(self.worker.clone().run(outbound.clone(), DRAIN));
+        let token = self
+            .settings
+            .admin
+            .token
+            .clone()
+            .context("admin.token is required")?;
+        let admin_state = AdminState::new(self.store.clone(), self.commands.clone(), &token);
+        let admin_stop = sources.clone();
+        let admin_addr = self.admin_listener.local_addr().ok();
+        let admin_server = axum::serve(self.admin_listener, admin::router(admin_state))
+            .with_graceful_shutdown(async move { admin_stop.cancelled().await });
+        tracker.spawn(async move {
+            if let Err(error) = admin_server.await {
+                tracing::error!(%error, "the admin API stopped");
+            }
+        });
         tracing::info!(
             inbox = %self.settings.csv.inbox.display(),
             database = %self.settings.storage.database.display(),
             spoki = %self.settings.spoki.base_url,
+            admin = ?admin_addr,
             "spoki-sync is running"
         );
 

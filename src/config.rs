@@ -97,6 +97,7 @@ pub struct Settings {
     pub admin: AdminSettings,
     pub webhooks: WebhookSettings,
     pub batch: BatchSettings,
+    pub commands: CommandSettings,
     pub log: LogSettings,
 }
 
@@ -155,6 +156,13 @@ pub struct BatchSettings {
 }
 
 #[derive(Clone, Debug)]
+pub struct CommandSettings {
+    /// Failed attempts (5xx, timeouts, broken connections; 429s do not count) before a queued
+    /// command is given up and marked failed.
+    pub max_attempts: u32,
+}
+
+#[derive(Clone, Debug)]
 pub struct LogSettings {
     pub filter: String,
     pub format: LogFormat,
@@ -178,7 +186,14 @@ struct RawSettings {
     admin: RawAdmin,
     webhooks: RawWebhooks,
     batch: RawBatch,
+    commands: RawCommands,
     log: RawLog,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct RawCommands {
+    max_attempts: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -458,8 +473,7 @@ impl RawSettings {
             });
         let api_key = c.secret("spoki.api_key", &self.spoki.api_key);
         let timeout = c.duration("spoki.timeout", &self.spoki.timeout, "30s");
-        let mut rate_limits: BTreeMap<String, RateLimit> = actions::ACTIONS
-            .iter()
+        let mut rate_limits: BTreeMap<String, RateLimit> = actions::all()
             .map(|a| (a.name.to_string(), a.default_limit))
             .collect();
         for (action, text) in &self.spoki.rate_limits {
@@ -547,6 +561,21 @@ impl RawSettings {
             .unwrap_or(20);
         let max_backoff = c.duration("batch.max_backoff", &self.batch.max_backoff, "5m");
 
+        let attempts_text = self.commands.max_attempts.as_deref().unwrap_or("10");
+        let max_attempts = c
+            .take(
+                "commands.max_attempts",
+                attempts_text
+                    .trim()
+                    .parse::<u32>()
+                    .ok()
+                    .filter(|n| *n >= 1)
+                    .ok_or_else(|| {
+                        format!("{attempts_text:?} is not a whole number of at least 1")
+                    }),
+            )
+            .unwrap_or(10);
+
         let filter = self.log.filter.unwrap_or_else(|| "info".to_string());
         let format = match self.log.format.as_deref().unwrap_or("auto") {
             "auto" => LogFormat::Auto,
@@ -604,6 +633,7 @@ impl RawSettings {
                 single_max_pending,
                 max_backoff,
             },
+            commands: CommandSettings { max_attempts },
             log: LogSettings { filter, format },
         })
     }

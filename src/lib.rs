@@ -1,7 +1,9 @@
 //! spoki-sync: keeps a business's contacts in Spoki and its own systems in step.
 //! See ARCHITECTURE.md for the map of modules and the rules they keep.
 
+pub mod admin;
 pub mod app;
+pub mod commands;
 pub mod config;
 pub mod demo;
 pub mod diff;

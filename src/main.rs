@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use spoki_sync::admin::client::{AdminClient, CliOutcome};
 use spoki_sync::config::{LogFormat, Settings, resolve_path};
 
 #[derive(Parser)]
@@ -42,6 +43,29 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Queue one Spoki action through the running daemon's admin API.
+    Cmd {
+        /// The action's name, e.g. list_contacts (see the README for all of them).
+        action: String,
+        /// The action's params as a JSON object; `@FILE` reads it from a file, `-` from stdin.
+        #[arg(long, default_value = "{}")]
+        params: String,
+        /// Wait until the command ends and print Spoki's answer; exit 1 if it failed.
+        #[arg(long)]
+        wait: bool,
+        /// Print JSON for scripts.
+        #[arg(long)]
+        json: bool,
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Print the running daemon's status.
+    Status {
+        #[arg(long)]
+        json: bool,
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
     /// Run the bundled Spoki simulator.
     Sim {
         #[arg(long, default_value = "127.0.0.1:8790")]
@@ -54,6 +78,28 @@ enum Command {
 }
 
 const EX_CONFIG: u8 = 78;
+/// sysexits: bad command-line input.
+const EX_USAGE: u8 = 64;
+/// sysexits: the daemon could not be reached.
+const EX_UNAVAILABLE: u8 = 69;
+
+/// `--params`: JSON text, `@FILE`, or `-` for stdin.
+fn read_params(arg: &str) -> anyhow::Result<serde_json::Value> {
+    use anyhow::Context as _;
+    let text = if arg == "-" {
+        std::io::read_to_string(std::io::stdin()).context("cannot read stdin")?
+    } else if let Some(path) = arg.strip_prefix('@') {
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {path}"))?
+    } else {
+        arg.to_owned()
+    };
+    let value: serde_json::Value = serde_json::from_str(&text).context("not valid JSON")?;
+    anyhow::ensure!(
+        value.is_object(),
+        "must be a JSON object, like '{{\"id\": 42}}'"
+    );
+    Ok(value)
+}
 
 fn init_logging(filter: &str, format: LogFormat) {
     use tracing_subscriber::EnvFilter;
@@ -141,6 +187,54 @@ async fn main() -> ExitCode {
                 Err(e) => {
                     eprintln!("spoki-sync: {}: {e}", file.display());
                     ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Cmd {
+            action,
+            params,
+            wait,
+            json,
+            config,
+        } => {
+            let settings = match load(config.as_deref()) {
+                Ok(s) => s,
+                Err(code) => return code,
+            };
+            let params = match read_params(&params) {
+                Ok(p) => p,
+                Err(e) => {
+                    eprintln!("spoki-sync: --params: {e:#}");
+                    return ExitCode::from(EX_USAGE);
+                }
+            };
+            let run = async {
+                let client = AdminClient::from_settings(&settings)?;
+                client.cmd(&action, params, wait, json).await
+            };
+            match run.await {
+                Ok(CliOutcome::Ok) => ExitCode::SUCCESS,
+                Ok(CliOutcome::Failed) => ExitCode::FAILURE,
+                Err(e) => {
+                    eprintln!("spoki-sync: {e:#}");
+                    ExitCode::from(EX_UNAVAILABLE)
+                }
+            }
+        }
+        Command::Status { json, config } => {
+            let settings = match load(config.as_deref()) {
+                Ok(s) => s,
+                Err(code) => return code,
+            };
+            let run = async {
+                let client = AdminClient::from_settings(&settings)?;
+                client.status(json).await
+            };
+            match run.await {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("spoki-sync: {e:#}");
+                    ExitCode::from(EX_UNAVAILABLE)
                 }
             }
         }

@@ -180,8 +180,7 @@ pub struct Budgets {
 
 impl Budgets {
     pub fn from_settings(settings: &Settings) -> Budgets {
-        let map = actions::ACTIONS
-            .iter()
+        let map = actions::all()
             .map(|a| {
                 (
                     a.name,

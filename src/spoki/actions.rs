@@ -160,8 +160,44 @@ pub const ACTIONS: &[Action] = &[
     action("update_template", Patch, "templates/{id}/", 10),
 ];
 
+/// `bulk_sync_contacts`: its body is the contacts array itself.
+pub const BULK_SYNC: &str = "bulk_sync_contacts";
+
+/// Starts an automation for one contact through its API trigger (spoki-api.md §5). Not in
+/// Spoki's catalogue: the path is the trigger's own URL, looked up when the command runs.
+pub const START_AUTOMATION: &str = "start_automation";
+
+/// Actions beyond Spoki's catalogue. Spoki states no limit for automation starts; 600/min
+/// keeps a runaway script polite and can be raised.
+pub const EXTRA: &[Action] = &[action(START_AUTOMATION, Post, "wh/ap/{uuid}/", 600)];
+
+/// The catalogue and the extras.
+pub fn all() -> impl Iterator<Item = &'static Action> {
+    ACTIONS.iter().chain(EXTRA)
+}
+
 pub fn find(name: &str) -> Option<&'static Action> {
-    ACTIONS.iter().find(|a| a.name == name)
+    all().find(|a| a.name == name)
+}
+
+/// Whether sending the same request twice leaves Spoki as sending it once: reads (except
+/// `clone_template`, a GET that creates), updates, deletes, upserts by phone and membership
+/// changes. Creates, key generation, invitation e-mails and automation starts are not.
+pub fn repeat_safe(action: &Action) -> bool {
+    !matches!(
+        action.name,
+        "clone_template"
+            | "create_account_onboarding_link"
+            | "create_contact_list"
+            | "create_custom_field"
+            | "create_media_file"
+            | "create_template"
+            | "create_ticket"
+            | "add_service_user"
+            | "generate_role_private_key"
+            | "resend_invitation"
+            | START_AUTOMATION
+    )
 }
 
 #[cfg(test)]
@@ -180,5 +216,19 @@ mod tests {
                 .iter()
                 .all(|a| a.path.ends_with('/') && !a.path.starts_with('/'))
         );
+        assert!(find(START_AUTOMATION).is_some());
+        assert_eq!(all().count(), 58);
+    }
+
+    #[test]
+    fn creates_are_not_repeat_safe() {
+        let safe = |n| repeat_safe(find(n).expect("known"));
+        assert!(safe("list_contacts"));
+        assert!(safe("update_contact"));
+        assert!(safe("delete_ticket"));
+        assert!(safe("bulk_sync_contacts"));
+        assert!(!safe("clone_template"));
+        assert!(!safe("create_ticket"));
+        assert!(!safe(START_AUTOMATION));
     }
 }

@@ -10,6 +10,16 @@ use super::error::{SpokiError, parse_retry_after};
 use super::wire::{ContactPayload, ContactRecord, CustomFieldRecord, Page};
 use crate::config::Secret;
 
+/// A 2xx answer.
+#[derive(Clone, Debug)]
+pub struct Answer {
+    pub status: StatusCode,
+    /// `None` for an empty body; a body that is not JSON is kept as a JSON string.
+    pub body: Option<Value>,
+    /// Whether the body was JSON (or empty).
+    pub json: bool,
+}
+
 #[derive(Clone)]
 pub struct SpokiClient {
     http: reqwest::Client,
@@ -42,25 +52,91 @@ impl SpokiClient {
     /// an empty 2xx body.
     pub async fn request(
         &self,
+        action: &'static str,
         method: Method,
         path: &str,
         query: &[(String, String)],
         body: Option<&Value>,
     ) -> Result<Option<Value>, SpokiError> {
+        let answer = self.send(action, method, path, query, body).await?;
+        match answer.body {
+            Some(Value::String(_)) if !answer.json => Err(SpokiError::Decode {
+                reason: format!("HTTP {} with a body that is not JSON", answer.status),
+            }),
+            body => Ok(body),
+        }
+    }
+
+    /// One request to `path` (relative to the base URL) with the API key. A 2xx body that is
+    /// not JSON comes back as a JSON string.
+    pub async fn send(
+        &self,
+        action: &'static str,
+        method: Method,
+        path: &str,
+        query: &[(String, String)],
+        body: Option<&Value>,
+    ) -> Result<Answer, SpokiError> {
         let url = self.base.join(path).map_err(|e| SpokiError::Decode {
             reason: format!("bad path {path:?}: {e}"),
         })?;
-        let mut req = self
+        let req = self
             .http
             .request(method, url)
-            .header("X-Spoki-Api-Key", self.key.expose())
-            .header("Accept", "application/json");
+            .header("X-Spoki-Api-Key", self.key.expose());
+        self.exchange(action, req, query, body).await
+    }
+
+    /// A `POST` to an automation trigger, `/wh/ap/<uuid>/` on Spoki's host: no API key, the
+    /// trigger's secret travels in the body (spoki-api.md §5).
+    pub async fn post_trigger(
+        &self,
+        action: &'static str,
+        uuid: &str,
+        body: &Value,
+    ) -> Result<Answer, SpokiError> {
+        let url = self
+            .base
+            .join(&format!("/wh/ap/{uuid}/"))
+            .map_err(|e| SpokiError::Decode {
+                reason: format!("bad automation trigger {uuid:?}: {e}"),
+            })?;
+        let req = self.http.request(Method::POST, url);
+        self.exchange(action, req, &[], Some(body)).await
+    }
+
+    async fn exchange(
+        &self,
+        action: &'static str,
+        mut req: reqwest::RequestBuilder,
+        query: &[(String, String)],
+        body: Option<&Value>,
+    ) -> Result<Answer, SpokiError> {
+        req = req.header("Accept", "application/json");
         if !query.is_empty() {
             req = req.query(query);
         }
         if let Some(b) = body {
             req = req.json(b);
         }
+        let outcome = Self::answer(req).await;
+        let label = match &outcome {
+            Ok(a) => a.status.as_str().to_owned(),
+            Err(SpokiError::RateLimited { .. }) => "429".to_owned(),
+            Err(SpokiError::Server { status } | SpokiError::Rejected { status, .. }) => {
+                status.to_string()
+            }
+            Err(e) => e.kind().to_owned(),
+        };
+        metrics::counter!("spoki_sync_spoki_requests_total", "action" => action, "status" => label)
+            .increment(1);
+        if let Err(SpokiError::RateLimited { .. }) = &outcome {
+            metrics::counter!("spoki_sync_spoki_throttled_total", "action" => action).increment(1);
+        }
+        outcome
+    }
+
+    async fn answer(req: reqwest::RequestBuilder) -> Result<Answer, SpokiError> {
         let resp = req.send().await.map_err(transport_error)?;
         let status = resp.status();
         let retry_after = parse_retry_after(
@@ -69,18 +145,26 @@ impl SpokiClient {
                 .and_then(|v| v.to_str().ok()),
         );
         let bytes = resp.bytes().await.map_err(transport_error)?;
-        let json = if bytes.iter().all(u8::is_ascii_whitespace) {
+        let blank = bytes.iter().all(u8::is_ascii_whitespace);
+        let json = if blank {
             None
         } else {
             serde_json::from_slice::<Value>(&bytes).ok()
         };
         if status.is_success() {
-            if json.is_none() && !bytes.iter().all(u8::is_ascii_whitespace) {
-                return Err(SpokiError::Decode {
-                    reason: format!("HTTP {status} with a body that is not JSON"),
-                });
-            }
-            return Ok(json);
+            let is_json = json.is_some() || blank;
+            let body = match json {
+                Some(v) => Some(v),
+                None if blank => None,
+                None => Some(Value::String(
+                    String::from_utf8_lossy(&bytes).chars().take(2000).collect(),
+                )),
+            };
+            return Ok(Answer {
+                status,
+                body,
+                json: is_json,
+            });
         }
         Err(match status {
             StatusCode::TOO_MANY_REQUESTS => SpokiError::RateLimited { retry_after },
@@ -97,9 +181,15 @@ impl SpokiClient {
     /// `POST contacts/sync_all/`: the JSON array itself is the body (at most 500 items).
     pub async fn bulk_sync_contacts(&self, contacts: &[ContactPayload]) -> Result<(), SpokiError> {
         let body = serde_json::to_value(contacts).map_err(decode)?;
-        self.request(Method::POST, "contacts/sync_all/", &[], Some(&body))
-            .await
-            .map(drop)
+        self.request(
+            "bulk_sync_contacts",
+            Method::POST,
+            "contacts/sync_all/",
+            &[],
+            Some(&body),
+        )
+        .await
+        .map(drop)
     }
 
     /// `POST lists/{id}/sync_contacts/` with `{"contacts": [...]}`.
@@ -110,6 +200,7 @@ impl SpokiClient {
     ) -> Result<(), SpokiError> {
         let body = serde_json::json!({ "contacts": contacts });
         self.request(
+            "sync_contacts_to_list",
             Method::POST,
             &format!("lists/{list_id}/sync_contacts/"),
             &[],
@@ -126,7 +217,13 @@ impl SpokiClient {
     ) -> Result<Option<ContactRecord>, SpokiError> {
         let body = serde_json::to_value(contact).map_err(decode)?;
         let answer = self
-            .request(Method::POST, "contacts/sync/", &[], Some(&body))
+            .request(
+                "create_or_update_contact",
+                Method::POST,
+                "contacts/sync/",
+                &[],
+                Some(&body),
+            )
             .await?;
         Ok(answer.and_then(|v| serde_json::from_value(v).ok()))
     }
@@ -141,14 +238,22 @@ impl SpokiClient {
             ("page".to_string(), page.to_string()),
             ("page_size".to_string(), page_size.to_string()),
         ];
-        let v = self.request(Method::GET, "contacts/", &q, None).await?;
+        let v = self
+            .request("list_contacts", Method::GET, "contacts/", &q, None)
+            .await?;
         Page::from_json(v.unwrap_or(Value::Array(vec![]))).map_err(decode)
     }
 
     /// `GET contacts/{id}/`.
     pub async fn retrieve_contact(&self, id: i64) -> Result<ContactRecord, SpokiError> {
         let v = self
-            .request(Method::GET, &format!("contacts/{id}/"), &[], None)
+            .request(
+                "retrieve_contact",
+                Method::GET,
+                &format!("contacts/{id}/"),
+                &[],
+                None,
+            )
             .await?;
         serde_json::from_value(v.unwrap_or(Value::Null)).map_err(decode)
     }
@@ -159,15 +264,27 @@ impl SpokiClient {
         id: i64,
         fields: &Value,
     ) -> Result<Option<Value>, SpokiError> {
-        self.request(Method::PATCH, &format!("contacts/{id}/"), &[], Some(fields))
-            .await
+        self.request(
+            "update_contact",
+            Method::PATCH,
+            &format!("contacts/{id}/"),
+            &[],
+            Some(fields),
+        )
+        .await
     }
 
     /// `DELETE contacts/{id}/`.
     pub async fn delete_contact(&self, id: i64) -> Result<(), SpokiError> {
-        self.request(Method::DELETE, &format!("contacts/{id}/"), &[], None)
-            .await
-            .map(drop)
+        self.request(
+            "delete_contact",
+            Method::DELETE,
+            &format!("contacts/{id}/"),
+            &[],
+            None,
+        )
+        .await
+        .map(drop)
     }
 
     /// `GET custom-fields/` one page.
@@ -180,7 +297,13 @@ impl SpokiClient {
             ("page_size".to_string(), "200".to_string()),
         ];
         let v = self
-            .request(Method::GET, "custom-fields/", &q, None)
+            .request(
+                "list_custom_fields",
+                Method::GET,
+                "custom-fields/",
+                &q,
+                None,
+            )
             .await?;
         Page::from_json(v.unwrap_or(Value::Array(vec![]))).map_err(decode)
     }
@@ -188,9 +311,15 @@ impl SpokiClient {
     /// `POST custom-fields/`: a text field (`field_type` 1) with the given code.
     pub async fn create_custom_field(&self, label: &str, code: &str) -> Result<(), SpokiError> {
         let body = serde_json::json!({ "label": label, "code": code, "field_type": 1 });
-        self.request(Method::POST, "custom-fields/", &[], Some(&body))
-            .await
-            .map(drop)
+        self.request(
+            "create_custom_field",
+            Method::POST,
+            "custom-fields/",
+            &[],
+            Some(&body),
+        )
+        .await
+        .map(drop)
     }
 }
 

@@ -7,6 +7,6 @@ mod client;
 mod error;
 mod wire;
 
-pub use client::SpokiClient;
+pub use client::{Answer, SpokiClient};
 pub use error::SpokiError;
 pub use wire::{ContactPayload, ContactRecord, CustomFieldRecord, Page};

@@ -1,6 +1,7 @@
 //! The only module with SQL. One SQLite file in WAL mode holds the mirror, the state Spoki last
 //! acknowledged, the outbox, file checkpoints and rejects. Migrations are embedded.
 
+mod commands;
 mod outbox;
 
 use std::collections::{BTreeMap, HashMap};
@@ -13,6 +14,7 @@ use sqlx::sqlite::{
 };
 use sqlx::{AssertSqlSafe, Row, SqlitePool};
 
+pub use commands::{CommandRecord, DueCommand, Outcome, STATUSES};
 pub use outbox::OutboxRow;
 
 use crate::domain::{ContactFields, ListId, Phone};

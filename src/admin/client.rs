@@ -1,0 +1,248 @@
+//! The CLI's side of the admin API: `spoki-sync cmd` and `spoki-sync status` talk to the
+//! running daemon with the token from the same configuration.
+
+use std::fmt::Write as _;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use serde_json::{Value, json};
+
+use crate::config::Settings;
+
+pub struct AdminClient {
+    http: reqwest::Client,
+    base: String,
+    token: String,
+}
+
+/// How a CLI call ended, for the exit code.
+#[derive(Debug, PartialEq, Eq)]
+pub enum CliOutcome {
+    Ok,
+    /// The command ran and failed, or the daemon refused the request.
+    Failed,
+}
+
+/// The address to reach a listener bound to `listen`: a wildcard bind is reached on loopback.
+fn reachable(listen: SocketAddr) -> SocketAddr {
+    match listen.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => (Ipv4Addr::LOCALHOST, listen.port()).into(),
+        IpAddr::V6(ip) if ip.is_unspecified() => (Ipv6Addr::LOCALHOST, listen.port()).into(),
+        _ => listen,
+    }
+}
+
+impl AdminClient {
+    /// # Errors
+    /// When `admin.token` is not configured.
+    pub fn from_settings(settings: &Settings) -> anyhow::Result<AdminClient> {
+        let token =
+            settings.admin.token.as_ref().context(
+                "admin.token is not set in the configuration (or SPOKI_SYNC__ADMIN__TOKEN)",
+            )?;
+        AdminClient::new(reachable(settings.admin.listen), token.expose())
+    }
+
+    /// # Errors
+    /// When the HTTP client cannot be built.
+    pub fn new(addr: SocketAddr, token: &str) -> anyhow::Result<AdminClient> {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .context("cannot build the HTTP client")?;
+        Ok(AdminClient {
+            http,
+            base: format!("http://{addr}"),
+            token: token.to_owned(),
+        })
+    }
+
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> anyhow::Result<(reqwest::StatusCode, Value)> {
+        let mut req = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(&self.token);
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        let resp = req.send().await.with_context(|| {
+            format!(
+                "cannot reach the daemon's admin API at {} (is `spoki-sync run` running with \
+                 this configuration?)",
+                self.base
+            )
+        })?;
+        let status = resp.status();
+        let text = resp
+            .text()
+            .await
+            .context("the admin API's answer broke off")?;
+        let value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        if status == reqwest::StatusCode::UNAUTHORIZED {
+            bail!("the admin API refused the token: admin.token differs from the daemon's");
+        }
+        Ok((status, value))
+    }
+
+    /// Queues `action`; with `wait`, polls until it ends. Prints for people or, with `json`,
+    /// the command record.
+    ///
+    /// # Errors
+    /// When the daemon cannot be reached.
+    pub async fn cmd(
+        &self,
+        action: &str,
+        params: Value,
+        wait: bool,
+        json_out: bool,
+    ) -> anyhow::Result<CliOutcome> {
+        let body = json!({"action": action, "params": params});
+        let (status, answer) = self
+            .call(reqwest::Method::POST, "/v1/commands", Some(&body))
+            .await?;
+        if !status.is_success() {
+            let message = answer
+                .get("error")
+                .and_then(Value::as_str)
+                .map_or_else(|| answer.to_string(), str::to_owned);
+            eprintln!("spoki-sync: {message}");
+            return Ok(CliOutcome::Failed);
+        }
+        let id = answer
+            .get("id")
+            .and_then(Value::as_str)
+            .context("the admin API answered without a command id")?
+            .to_owned();
+        if !wait {
+            if json_out {
+                println!("{answer}");
+            } else {
+                println!("queued {action} as command {id}");
+            }
+            return Ok(CliOutcome::Ok);
+        }
+        let mut delay = Duration::from_millis(100);
+        loop {
+            let (_, record) = self
+                .call(reqwest::Method::GET, &format!("/v1/commands/{id}"), None)
+                .await?;
+            match record.get("status").and_then(Value::as_str) {
+                Some("succeeded") => {
+                    print_record(&record, json_out);
+                    return Ok(CliOutcome::Ok);
+                }
+                Some("failed") => {
+                    print_record(&record, json_out);
+                    return Ok(CliOutcome::Failed);
+                }
+                _ => {}
+            }
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(Duration::from_secs(2));
+        }
+    }
+
+    /// Prints the daemon's status.
+    ///
+    /// # Errors
+    /// When the daemon cannot be reached or answers an error.
+    pub async fn status(&self, json_out: bool) -> anyhow::Result<()> {
+        let (status, answer) = self.call(reqwest::Method::GET, "/v1/status", None).await?;
+        if !status.is_success() {
+            bail!("the admin API answered {status}: {answer}");
+        }
+        if json_out {
+            println!("{answer}");
+        } else {
+            print!("{}", human_status(&answer));
+        }
+        Ok(())
+    }
+}
+
+fn print_record(record: &Value, json_out: bool) {
+    if json_out {
+        println!("{record}");
+        return;
+    }
+    let get = |k: &str| record.get(k).cloned().unwrap_or(Value::Null);
+    let status = get("status");
+    println!(
+        "command {} ({}) {} after {} attempt(s)",
+        get("id").as_str().unwrap_or("?"),
+        get("action").as_str().unwrap_or("?"),
+        status.as_str().unwrap_or("?"),
+        get("attempts")
+    );
+    let shown = if status == "failed" {
+        get("error")
+    } else {
+        get("result")
+    };
+    match serde_json::to_string_pretty(&shown) {
+        Ok(text) if !shown.is_null() => println!("{text}"),
+        _ => {}
+    }
+}
+
+/// The status answer as lines for people.
+pub fn human_status(s: &Value) -> String {
+    let n = |k: &str| s.get(k).and_then(Value::as_i64).unwrap_or(0);
+    let t = |k: &str| {
+        s.get(k)
+            .and_then(Value::as_str)
+            .unwrap_or("never")
+            .to_owned()
+    };
+    let c = |k: &str| {
+        s.get("commands")
+            .and_then(|c| c.get(k))
+            .and_then(Value::as_i64)
+            .unwrap_or(0)
+    };
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "outbox:    {} pending, {} in flight",
+        n("outbox_pending"),
+        n("outbox_inflight")
+    );
+    let _ = writeln!(
+        out,
+        "commands:  {} queued, {} running, {} succeeded, {} failed",
+        c("queued"),
+        c("running"),
+        c("succeeded"),
+        c("failed")
+    );
+    let _ = writeln!(
+        out,
+        "files:     {} processed, {} failed",
+        n("files_processed"),
+        n("files_failed")
+    );
+    let _ = writeln!(out, "rejected:  {}", n("rejected"));
+    let _ = writeln!(out, "last push: {}", t("last_push_at"));
+    let _ = writeln!(out, "last pull: {}", t("last_pull_at"));
+    if let Some(failed) = s.get("recent_failed_commands").and_then(Value::as_array) {
+        if !failed.is_empty() {
+            let _ = writeln!(out, "recent failed commands:");
+            for f in failed {
+                let _ = writeln!(
+                    out,
+                    "  {} {}: {}",
+                    f.get("id").and_then(Value::as_str).unwrap_or("?"),
+                    f.get("action").and_then(Value::as_str).unwrap_or("?"),
+                    f.get("error").map(Value::to_string).unwrap_or_default()
+                );
+            }
+        }
+    }
+    out
+}

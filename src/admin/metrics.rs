@@ -1,0 +1,99 @@
+//! Prometheus metrics. Counters are recorded where things happen (`metrics::counter!`);
+//! queue depths are read from the database at each scrape, so they are never stale.
+
+use std::sync::OnceLock;
+
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+
+use crate::store::{STATUSES, Store, StoreError};
+
+static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+
+/// Installs the process-wide recorder once; `None` when another recorder got there first
+/// (then `/metrics` shows only the depths read at scrape time).
+pub fn handle() -> Option<PrometheusHandle> {
+    HANDLE
+        .get_or_init(|| {
+            let recorder = PrometheusBuilder::new().build_recorder();
+            let handle = recorder.handle();
+            metrics::set_global_recorder(recorder).ok()?;
+            describe();
+            Some(handle)
+        })
+        .clone()
+}
+
+fn describe() {
+    use metrics::{describe_counter, describe_gauge};
+    describe_counter!(
+        "spoki_sync_spoki_requests_total",
+        "Requests sent to Spoki, by action and answer (HTTP status, or the transport failure)"
+    );
+    describe_counter!(
+        "spoki_sync_spoki_throttled_total",
+        "429 answers from Spoki, by action"
+    );
+    describe_counter!(
+        "spoki_sync_commands_finished_total",
+        "Commands that ended, by action and status"
+    );
+    describe_gauge!(
+        "spoki_sync_outbox_depth",
+        "Contact writes waiting in the outbox, by state (pending, inflight)"
+    );
+    describe_gauge!(
+        "spoki_sync_command_queue_depth",
+        "Commands in the queue, by status"
+    );
+    describe_gauge!("spoki_sync_rejects", "Changes recorded as rejected");
+    describe_gauge!(
+        "spoki_sync_files",
+        "Inbox files handled, by outcome (processed, failed)"
+    );
+}
+
+/// The Prometheus text: the recorded counters plus the depths read now.
+pub async fn render(store: &Store) -> Result<String, StoreError> {
+    let counts = store.status_counts().await?;
+    let by_status = store.command_counts().await?;
+    let Some(handle) = handle() else {
+        return Ok(fallback(&counts, &by_status));
+    };
+    metrics::gauge!("spoki_sync_outbox_depth", "state" => "pending")
+        .set(counts.outbox_pending as f64);
+    metrics::gauge!("spoki_sync_outbox_depth", "state" => "inflight")
+        .set(counts.outbox_inflight as f64);
+    for status in STATUSES {
+        let n = by_status
+            .iter()
+            .find(|(s, _)| s == status)
+            .map_or(0, |(_, n)| *n);
+        metrics::gauge!("spoki_sync_command_queue_depth", "status" => status).set(n as f64);
+    }
+    metrics::gauge!("spoki_sync_rejects").set(counts.rejected as f64);
+    metrics::gauge!("spoki_sync_files", "outcome" => "processed")
+        .set(counts.files_processed as f64);
+    metrics::gauge!("spoki_sync_files", "outcome" => "failed").set(counts.files_failed as f64);
+    handle.run_upkeep();
+    Ok(handle.render())
+}
+
+/// The depths alone, in Prometheus text, for when the recorder could not be installed.
+fn fallback(counts: &crate::store::StatusCounts, by_status: &[(String, i64)]) -> String {
+    let mut out = String::from("# TYPE spoki_sync_outbox_depth gauge\n");
+    out.push_str(&format!(
+        "spoki_sync_outbox_depth{{state=\"pending\"}} {}\nspoki_sync_outbox_depth{{state=\"inflight\"}} {}\n",
+        counts.outbox_pending, counts.outbox_inflight
+    ));
+    out.push_str("# TYPE spoki_sync_command_queue_depth gauge\n");
+    for status in STATUSES {
+        let n = by_status
+            .iter()
+            .find(|(s, _)| s == status)
+            .map_or(0, |(_, n)| *n);
+        out.push_str(&format!(
+            "spoki_sync_command_queue_depth{{status=\"{status}\"}} {n}\n"
+        ));
+    }
+    out
+}

@@ -1,0 +1,287 @@
+//! The admin HTTP API (CONTRACT §6): JSON over HTTP on `admin.listen`, every route but
+//! `/healthz` behind `Authorization: Bearer <admin.token>`, compared in constant time.
+//! Errors are `{"error": "..."}`; no answer or log line carries a secret.
+
+pub mod client;
+pub mod metrics;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use crate::commands::{Commands, SubmitError};
+use crate::config::Secret;
+use crate::store::{STATUSES, Store, StoreError};
+
+/// Most rows a list route returns when no `limit` is given, and at most.
+const DEFAULT_LIMIT: i64 = 100;
+const MAX_LIMIT: i64 = 1000;
+
+#[derive(Clone)]
+pub struct AdminState {
+    store: Store,
+    commands: Commands,
+    /// SHA-256 of the token: comparing digests takes the same time whatever the length of
+    /// the token offered.
+    token_digest: Arc<[u8; 32]>,
+    started: Instant,
+}
+
+impl AdminState {
+    pub fn new(store: Store, commands: Commands, token: &Secret) -> AdminState {
+        AdminState {
+            store,
+            commands,
+            token_digest: Arc::new(digest(token.expose())),
+            started: Instant::now(),
+        }
+    }
+}
+
+fn digest(text: &str) -> [u8; 32] {
+    Sha256::digest(text.as_bytes()).into()
+}
+
+pub fn router(state: AdminState) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(prometheus))
+        .route("/v1/status", get(status))
+        .route("/v1/commands", post(submit).get(list_commands))
+        .route("/v1/commands/{id}", get(get_command))
+        .route("/v1/rejects", get(rejects))
+        .route("/v1/sync/pull", post(pull))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(state.clone(), require_token))
+        .with_state(state)
+}
+
+/// An error answer: `{"error": message}` with a status.
+pub struct ApiError {
+    status: StatusCode,
+    body: Value,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            body: json!({ "error": message.into() }),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.status, Json(self.body)).into_response()
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> ApiError {
+        tracing::error!(error = %e, "admin API: database error");
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "database error; see the daemon's log",
+        )
+    }
+}
+
+async fn require_token(
+    State(state): State<AdminState>,
+    headers: HeaderMap,
+    request: Request,
+    next: Next,
+) -> Response {
+    if request.uri().path() == "/healthz" {
+        return next.run(request).await;
+    }
+    let offered = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    let ok = offered.is_some_and(|t| bool::from(digest(t).ct_eq(&*state.token_digest)));
+    if ok {
+        return next.run(request).await;
+    }
+    let message = if offered.is_some() {
+        "invalid bearer token"
+    } else {
+        "missing Authorization: Bearer <admin.token>"
+    };
+    let mut response = ApiError::new(StatusCode::UNAUTHORIZED, message).into_response();
+    response.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        header::HeaderValue::from_static("Bearer"),
+    );
+    response
+}
+
+async fn healthz() -> Json<Value> {
+    Json(json!({"status": "ok"}))
+}
+
+async fn not_found() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "no such route")
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method not allowed on this route",
+    )
+}
+
+async fn prometheus(State(state): State<AdminState>) -> Result<Response, ApiError> {
+    let text = metrics::render(&state.store).await?;
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response())
+}
+
+async fn status(State(state): State<AdminState>) -> Result<Json<Value>, ApiError> {
+    let counts = state.store.status_counts().await?;
+    let by_status = state.store.command_counts().await?;
+    let count = |s: &str| {
+        by_status
+            .iter()
+            .find(|(status, _)| status == s)
+            .map_or(0, |(_, n)| *n)
+    };
+    let commands: serde_json::Map<String, Value> = STATUSES
+        .iter()
+        .map(|s| ((*s).to_owned(), Value::from(count(s))))
+        .collect();
+    let failed = state.store.commands(Some("failed"), 5).await?;
+    Ok(Json(json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "uptime_seconds": state.started.elapsed().as_secs(),
+        "outbox_pending": counts.outbox_pending,
+        "outbox_inflight": counts.outbox_inflight,
+        "commands_pending": count("queued") + count("running"),
+        "commands": commands,
+        "recent_failed_commands": failed.iter().map(|c| json!({
+            "id": c.id, "action": c.action, "error": c.error, "finished_at": c.finished_at,
+        })).collect::<Vec<_>>(),
+        "rejected": counts.rejected,
+        "files_processed": counts.files_processed,
+        "files_failed": counts.files_failed,
+        "last_push_at": counts.last_push_at,
+        "last_pull_at": counts.last_pull_at,
+    })))
+}
+
+#[derive(Deserialize)]
+struct CommandBody {
+    action: String,
+    #[serde(default)]
+    params: Value,
+}
+
+async fn submit(State(state): State<AdminState>, body: Bytes) -> Result<Response, ApiError> {
+    let body: CommandBody = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("the body must be {{\"action\": NAME, \"params\": {{...}}}}: {e}"),
+        )
+    })?;
+    match state.commands.submit(&body.action, body.params).await {
+        Ok(id) => Ok((
+            StatusCode::ACCEPTED,
+            Json(json!({"id": id, "status": "queued"})),
+        )
+            .into_response()),
+        Err(SubmitError::Invalid(e)) => Err(ApiError {
+            status: StatusCode::BAD_REQUEST,
+            body: json!({"error": format!("invalid command: {e}"), "field": e.field}),
+        }),
+        Err(SubmitError::Store(e)) => Err(e.into()),
+    }
+}
+
+async fn get_command(
+    State(state): State<AdminState>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    match state.store.command(&id).await? {
+        Some(record) => Ok(Json(json!(record))),
+        None => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("no command with id {id:?}"),
+        )),
+    }
+}
+
+#[derive(Deserialize)]
+struct ListQuery {
+    status: Option<String>,
+    limit: Option<i64>,
+}
+
+fn limit(given: Option<i64>) -> Result<i64, ApiError> {
+    match given {
+        None => Ok(DEFAULT_LIMIT),
+        Some(n) if (1..=MAX_LIMIT).contains(&n) => Ok(n),
+        Some(n) => Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("limit {n} is outside 1..={MAX_LIMIT}"),
+        )),
+    }
+}
+
+async fn list_commands(
+    State(state): State<AdminState>,
+    Query(q): Query<ListQuery>,
+) -> Result<Json<Value>, ApiError> {
+    if let Some(s) = &q.status {
+        if !STATUSES.contains(&s.as_str()) {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                format!("status {s:?} is not one of {}", STATUSES.join(", ")),
+            ));
+        }
+    }
+    let records = state
+        .store
+        .commands(q.status.as_deref(), limit(q.limit)?)
+        .await?;
+    Ok(Json(json!({ "commands": records })))
+}
+
+#[derive(Deserialize)]
+struct RejectsQuery {
+    limit: Option<i64>,
+}
+
+async fn rejects(
+    State(state): State<AdminState>,
+    Query(q): Query<RejectsQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let rejects = state.store.rejects(limit(q.limit)?).await?;
+    Ok(Json(json!({ "rejects": rejects })))
+}
+
+async fn pull() -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_IMPLEMENTED,
+        "the pull from Spoki into the mirror is not built yet",
+    )
+}

@@ -1,0 +1,578 @@
+//! One typed request per action. `prepare` checks a command's `params` against its type
+//! before anything is queued, and renders the Spoki request the queue will send: `id` fills
+//! the path, the other params become the query (GET, DELETE) or the JSON body (POST, PATCH),
+//! and `bulk_sync_contacts` sends its contacts array itself (CONTRACT §8).
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use super::types::{
+    CampaignStatus, ContactIn, ContactStatus, Contacts, Date, DateTime, E164, Email, FieldCode,
+    FieldType, Granularity, Id, RoleName, SortOrder, TemplateCategory, Text, TicketPriority,
+    TicketStatus, WebhookPlatform,
+};
+use crate::spoki::actions::{self, Action, Method};
+
+/// Params that are not what the action takes; `field` is a path such as `contacts[3].phone`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}", if field.is_empty() { message.clone() } else { format!("{field}: {message}") })]
+pub struct ParamError {
+    pub field: String,
+    pub message: String,
+}
+
+impl ParamError {
+    fn new(field: impl Into<String>, message: impl Into<String>) -> ParamError {
+        ParamError {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// The HTTP request a command sends.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Rendered {
+    pub method: String,
+    /// Relative to `spoki.base_url`, `{id}` filled in.
+    pub path: String,
+    pub query: Vec<(String, String)>,
+    pub body: Option<Value>,
+}
+
+/// A command whose params passed their checks.
+#[derive(Clone, Debug)]
+pub struct Prepared {
+    pub action: &'static Action,
+    /// The params as checked, `null`s dropped; what `GET /v1/commands/{id}` shows.
+    pub params: Value,
+    pub request: Rendered,
+}
+
+/// Checks `params` for `action` and renders its request.
+///
+/// # Errors
+/// An unknown action, or params that do not fit the action's type, naming the field.
+pub fn prepare(action: &str, params: Value) -> Result<Prepared, ParamError> {
+    let Some(spec) = actions::find(action) else {
+        return Err(ParamError::new(
+            "action",
+            format!("unknown action {action:?} (see CONTRACT §8 for the list)"),
+        ));
+    };
+    let mut params = match params {
+        Value::Object(map) => map,
+        Value::Null => Map::new(),
+        _ => return Err(ParamError::new("params", "must be a JSON object")),
+    };
+    let id = if spec.path.contains("{id}") {
+        let raw = params
+            .remove("id")
+            .ok_or_else(|| ParamError::new("id", "missing; this action acts on one object"))?;
+        let id: Id =
+            serde_json::from_value(raw).map_err(|e| ParamError::new("id", e.to_string()))?;
+        Some(id.0)
+    } else {
+        None
+    };
+    let checked = check(spec.name, Value::Object(params))?;
+    let checked = drop_nulls(checked);
+    let path = match id {
+        Some(id) => spec.path.replace("{id}", &id.to_string()),
+        None => spec.path.to_owned(),
+    };
+    let request = render(spec, path, &checked);
+    let mut shown = checked;
+    if let (Some(id), Value::Object(map)) = (id, &mut shown) {
+        map.insert("id".to_owned(), Value::from(id));
+    }
+    Ok(Prepared {
+        action: spec,
+        params: shown,
+        request,
+    })
+}
+
+fn render(spec: &Action, path: String, checked: &Value) -> Rendered {
+    let empty = Map::new();
+    let fields = checked.as_object().unwrap_or(&empty);
+    let (query, body) = match spec.method {
+        Method::Get | Method::Delete => (to_query(fields), None),
+        Method::Post | Method::Patch => {
+            let body = if spec.name == actions::BULK_SYNC {
+                fields
+                    .get("contacts")
+                    .cloned()
+                    .unwrap_or(Value::Array(Vec::new()))
+            } else {
+                checked.clone()
+            };
+            (Vec::new(), Some(body))
+        }
+    };
+    Rendered {
+        method: spec.method.as_str().to_owned(),
+        path,
+        query,
+        body,
+    }
+}
+
+fn to_query(fields: &Map<String, Value>) -> Vec<(String, String)> {
+    let mut pairs = Vec::new();
+    for (key, value) in fields {
+        match value {
+            Value::Null => {}
+            Value::String(s) => pairs.push((key.clone(), s.clone())),
+            Value::Array(items) => {
+                for item in items {
+                    pairs.push((key.clone(), scalar(item)));
+                }
+            }
+            other => pairs.push((key.clone(), scalar(other))),
+        }
+    }
+    pairs
+}
+
+fn scalar(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// `null` means "not given": optional fields left out are not sent, at any depth.
+fn drop_nulls(v: Value) -> Value {
+    match v {
+        Value::Object(map) => Value::Object(
+            map.into_iter()
+                .filter(|(_, v)| !v.is_null())
+                .map(|(k, v)| (k, drop_nulls(v)))
+                .collect(),
+        ),
+        Value::Array(items) => Value::Array(items.into_iter().map(drop_nulls).collect()),
+        other => other,
+    }
+}
+
+/// Checks beyond what the types say.
+trait Check {
+    fn check(&self) -> Result<(), ParamError> {
+        Ok(())
+    }
+}
+
+fn typed<T: DeserializeOwned + Serialize + Check>(params: Value) -> Result<Value, ParamError> {
+    let parsed: T = serde_path_to_error::deserialize(params).map_err(|e| {
+        let field = e.path().to_string();
+        let field = if field == "." { String::new() } else { field };
+        ParamError::new(field, e.into_inner().to_string())
+    })?;
+    parsed.check()?;
+    serde_json::to_value(&parsed).map_err(|e| ParamError::new("", e.to_string()))
+}
+
+/// Declares a params struct: unknown fields refused, every field named by serde's errors.
+macro_rules! params {
+    ($(#[$meta:meta])* $name:ident { $($field:ident : $ty:ty),* $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Serialize, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct $name { $($field: $ty,)* }
+    };
+}
+
+params!(
+    /// Actions that take nothing but the path's `id`.
+    Nothing {}
+);
+params!(
+    /// `add_contact_operator`, `remove_contact_operator`.
+    Operator { email: Email }
+);
+params!(AddServiceUser {
+    role: RoleName,
+    name: Text
+});
+params!(BulkContacts { contacts: Contacts });
+params!(CreateList { name: Text });
+params!(CreateCustomField {
+    label: Text,
+    code: FieldCode,
+    field_type: FieldType,
+    example: Option<String>,
+});
+params!(CreateMedia {
+    title: Text,
+    external_url: Text,
+    format_type: Option<String>,
+    content_type: Option<String>,
+});
+params!(CreateTemplate {
+    name: Text,
+    category: TemplateCategory,
+    subcategory: Option<String>,
+    templatelocalization_set: Option<Vec<Map<String, Value>>>,
+    example_custom_fields: Option<Map<String, Value>>,
+    template_groups: Option<Vec<Value>>,
+});
+params!(CreateTicket {
+    contact_phone: E164,
+    title: Text,
+    status: TicketStatus,
+    priority: Option<TicketPriority>,
+    description: Option<String>,
+    reference: Option<String>,
+});
+params!(DeleteTemplate { force_delete: Option<bool> });
+params!(Paging {
+    page: Option<u32>,
+    page_size: Option<u32>,
+});
+params!(Search {
+    search: Option<String>,
+    page: Option<u32>,
+    page_size: Option<u32>,
+});
+params!(ListAutomations {
+    search: Option<String>,
+    is_active: Option<bool>,
+    webhook_platform: Option<WebhookPlatform>,
+    page: Option<u32>,
+    page_size: Option<u32>,
+});
+params!(ListContacts {
+    search: Option<String>,
+    tag: Option<Id>,
+    is_blocked: Option<bool>,
+    email: Option<String>,
+    phone: Option<E164>,
+    language: Option<String>,
+    first_name: Option<String>,
+    last_name: Option<String>,
+    status: Option<ContactStatus>,
+    page: Option<u32>,
+    page_size: Option<u32>,
+});
+params!(ListReports {
+    granularity: Granularity,
+    start_date: Date,
+    end_date: Date,
+});
+params!(ListTickets {
+    status: Option<TicketStatus>,
+    page: Option<u32>,
+    per_page: Option<u32>,
+    sort_by: Option<String>,
+    order: Option<SortOrder>,
+});
+params!(ListCampaigns {
+    scheduled_datetime_gte: Option<DateTime>,
+    scheduled_datetime_lte: Option<DateTime>,
+    page: Option<u32>,
+    page_size: Option<u32>,
+});
+params!(ListTemplates {
+    search: Option<String>,
+    channel_id: Option<Id>,
+    page: Option<u32>,
+    page_size: Option<u32>,
+});
+params!(RetrieveTemplate { channel_id: Option<Id> });
+params!(RemoveFromList {
+    ids: Option<Vec<Id>>,
+    phones: Option<Vec<E164>>,
+    emails: Option<Vec<Email>>,
+});
+params!(UpdateCampaign {
+    name: Option<Text>,
+    scheduled_datetime: Option<DateTime>,
+    status: Option<CampaignStatus>,
+    automation: Option<Id>,
+    lists: Option<Vec<Id>>,
+});
+params!(UpdateContact {
+    phone: Option<E164>,
+    first_name: Option<String>,
+    last_name: Option<String>,
+    email: Option<Email>,
+    language: Option<String>,
+    status: Option<ContactStatus>,
+    notes: Option<String>,
+    is_blocked: Option<bool>,
+    custom_fields: Option<std::collections::BTreeMap<String, String>>,
+});
+params!(UpdateLabel { label: Text });
+params!(UpdateTitle { title: Text });
+params!(UpdateRole { role: RoleName });
+params!(UpdateTemplate {
+    name: Option<Text>,
+    category: Option<TemplateCategory>,
+    subcategory: Option<String>,
+    templatelocalization_set: Option<Vec<Map<String, Value>>>,
+    example_custom_fields: Option<Map<String, Value>>,
+    template_groups: Option<Vec<Value>>,
+});
+params!(
+    /// `start_automation`: the automation's numeric id and one contact.
+    StartAutomation {
+        automation: Id,
+        phone: E164,
+        first_name: Option<String>,
+        last_name: Option<String>,
+        email: Option<Email>,
+        language: Option<String>,
+        custom_fields: Option<std::collections::BTreeMap<String, String>>,
+        metadata: Option<Map<String, Value>>,
+    }
+);
+
+impl Check for Nothing {}
+impl Check for Operator {}
+impl Check for AddServiceUser {}
+impl Check for BulkContacts {}
+impl Check for CreateList {}
+impl Check for CreateCustomField {}
+impl Check for CreateMedia {}
+impl Check for CreateTemplate {}
+impl Check for CreateTicket {}
+impl Check for DeleteTemplate {}
+impl Check for Search {}
+impl Check for ListAutomations {}
+impl Check for ListTickets {}
+impl Check for ListCampaigns {}
+impl Check for ListTemplates {}
+impl Check for RetrieveTemplate {}
+impl Check for UpdateLabel {}
+impl Check for UpdateTitle {}
+impl Check for UpdateRole {}
+impl Check for UpdateTemplate {}
+impl Check for StartAutomation {}
+
+impl Check for Paging {
+    fn check(&self) -> Result<(), ParamError> {
+        check_page(self.page, self.page_size)
+    }
+}
+
+impl Check for ListContacts {
+    fn check(&self) -> Result<(), ParamError> {
+        check_page(self.page, self.page_size)
+    }
+}
+
+impl Check for ListReports {
+    fn check(&self) -> Result<(), ParamError> {
+        // Both are YYYY-MM-DD, so text order is date order.
+        if String::from(self.start_date.clone()) > String::from(self.end_date.clone()) {
+            return Err(ParamError::new("end_date", "is before start_date"));
+        }
+        Ok(())
+    }
+}
+
+impl Check for RemoveFromList {
+    fn check(&self) -> Result<(), ParamError> {
+        let given = [
+            self.ids.as_ref().map(Vec::len),
+            self.phones.as_ref().map(Vec::len),
+            self.emails.as_ref().map(Vec::len),
+        ];
+        if given.iter().flatten().sum::<usize>() == 0 {
+            return Err(ParamError::new(
+                "",
+                "give at least one contact to remove in ids, phones or emails",
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl Check for UpdateCampaign {
+    fn check(&self) -> Result<(), ParamError> {
+        let any = self.name.is_some()
+            || self.scheduled_datetime.is_some()
+            || self.status.is_some()
+            || self.automation.is_some()
+            || self.lists.is_some();
+        at_least_one(any, "name, scheduled_datetime, status, automation or lists")
+    }
+}
+
+impl Check for UpdateContact {
+    fn check(&self) -> Result<(), ParamError> {
+        let any = self.phone.is_some()
+            || self.first_name.is_some()
+            || self.last_name.is_some()
+            || self.email.is_some()
+            || self.language.is_some()
+            || self.status.is_some()
+            || self.notes.is_some()
+            || self.is_blocked.is_some()
+            || self.custom_fields.is_some();
+        at_least_one(any, "a contact field to change")
+    }
+}
+
+fn at_least_one(any: bool, what: &str) -> Result<(), ParamError> {
+    if any {
+        Ok(())
+    } else {
+        Err(ParamError::new(
+            "",
+            format!("nothing to change: give {what}"),
+        ))
+    }
+}
+
+fn check_page(page: Option<u32>, page_size: Option<u32>) -> Result<(), ParamError> {
+    if page == Some(0) {
+        return Err(ParamError::new("page", "pages are numbered from 1"));
+    }
+    if page_size == Some(0) {
+        return Err(ParamError::new("page_size", "must be at least 1"));
+    }
+    Ok(())
+}
+
+/// The type each action's params must fit.
+fn check(action: &str, params: Value) -> Result<Value, ParamError> {
+    match action {
+        "add_contact_operator" | "remove_contact_operator" => typed::<Operator>(params),
+        "add_service_user" => typed::<AddServiceUser>(params),
+        "bulk_sync_contacts" | "sync_contacts_to_list" => typed::<BulkContacts>(params),
+        "create_or_update_contact" => typed::<ContactIn>(params),
+        "create_contact_list" => typed::<CreateList>(params),
+        "create_custom_field" => typed::<CreateCustomField>(params),
+        "create_media_file" => typed::<CreateMedia>(params),
+        "create_template" => typed::<CreateTemplate>(params),
+        "create_ticket" => typed::<CreateTicket>(params),
+        "delete_template" => typed::<DeleteTemplate>(params),
+        "list_automations" => typed::<ListAutomations>(params),
+        "list_campaigns" => typed::<ListCampaigns>(params),
+        "list_contacts" => typed::<ListContacts>(params),
+        "list_custom_fields" | "list_lists" | "list_roles" => typed::<Search>(params),
+        "list_media" | "list_tags" | "list_partners" => typed::<Paging>(params),
+        "list_reports" => typed::<ListReports>(params),
+        "list_templates" => typed::<ListTemplates>(params),
+        "list_tickets" => typed::<ListTickets>(params),
+        "remove_contacts_from_list" => typed::<RemoveFromList>(params),
+        "retrieve_template" => typed::<RetrieveTemplate>(params),
+        "update_campaign" => typed::<UpdateCampaign>(params),
+        "update_contact" => typed::<UpdateContact>(params),
+        "update_custom_field" => typed::<UpdateLabel>(params),
+        "update_media" => typed::<UpdateTitle>(params),
+        "update_role" | "update_invitation_role" => typed::<UpdateRole>(params),
+        "update_template" => typed::<UpdateTemplate>(params),
+        actions::START_AUTOMATION => typed::<StartAutomation>(params),
+        // Everything else takes only the path's id (or nothing: the bare lists).
+        _ => typed::<Nothing>(params),
+    }
+}
+
+impl Check for ContactIn {
+    fn check(&self) -> Result<(), ParamError> {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn err(action: &str, params: Value) -> ParamError {
+        prepare(action, params).expect_err("params must be refused")
+    }
+
+    #[test]
+    fn every_action_has_a_type() {
+        // Each catalogue action with its path id given and nothing else either prepares or
+        // names a missing field: none falls through to a panic or a wrong route.
+        for a in actions::all() {
+            let params = if a.path.contains("{id}") {
+                json!({"id": 1})
+            } else {
+                json!({})
+            };
+            match prepare(a.name, params) {
+                Ok(p) => assert_eq!(p.request.method, a.method.as_str()),
+                Err(e) => assert!(
+                    e.message.contains("missing field")
+                        || e.message.contains("nothing to change")
+                        || e.message.contains("at least one"),
+                    "{}: {e}",
+                    a.name
+                ),
+            }
+        }
+    }
+
+    #[test]
+    fn renders_path_query_and_body() {
+        let p = prepare("delete_template", json!({"id": "12", "force_delete": true})).expect("ok");
+        assert_eq!(p.request.path, "templates/12/");
+        assert_eq!(
+            p.request.query,
+            vec![("force_delete".into(), "true".into())]
+        );
+        assert_eq!(p.request.body, None);
+        assert_eq!(p.params, json!({"id": 12, "force_delete": true}));
+
+        let p = prepare(
+            "bulk_sync_contacts",
+            json!({"contacts": [{"phone": "+393331234567", "first_name": "Anna"}]}),
+        )
+        .expect("ok");
+        assert_eq!(
+            p.request.body,
+            Some(json!([{"phone": "+393331234567", "first_name": "Anna"}]))
+        );
+
+        let p = prepare("revert_template_to_draft", json!({"id": 3})).expect("ok");
+        assert_eq!(p.request.path, "templates/3/back_to_draft/");
+        assert_eq!(p.request.body, Some(json!({})));
+    }
+
+    #[test]
+    fn refusals_name_the_field() {
+        assert_eq!(err("no_such_action", json!({})).field, "action");
+        let e = err("create_ticket", json!({"title": "x", "status": "Open"}));
+        assert!(e.message.contains("contact_phone"), "{e}");
+        let e = err(
+            "create_ticket",
+            json!({"contact_phone": "3331234567", "title": "x", "status": "Open"}),
+        );
+        assert_eq!(e.field, "contact_phone");
+        let e = err(
+            "create_ticket",
+            json!({"contact_phone": "+393331234567", "title": "x", "status": "Done"}),
+        );
+        assert_eq!(e.field, "status");
+        let mut contacts = vec![json!({"phone": "+393331234567"}); 3];
+        contacts[2] = json!({"phone": "nope"});
+        let e = err("bulk_sync_contacts", json!({ "contacts": contacts }));
+        assert_eq!(e.field, "contacts[2].phone");
+        let e = err(
+            "bulk_sync_contacts",
+            json!({ "contacts": vec![json!({"phone": "+393331234567"}); 501] }),
+        );
+        assert_eq!(e.field, "contacts");
+        assert!(e.message.contains("500"), "{e}");
+        assert_eq!(err("retrieve_contact", json!({})).field, "id");
+        assert_eq!(err("retrieve_contact", json!({"id": "abc"})).field, "id");
+        let e = err("list_lists", json!({"serach": "x"}));
+        assert!(e.message.contains("unknown field"), "{e}");
+        let e = err(
+            "list_reports",
+            json!({"granularity": "Week", "start_date": "2026-01-01", "end_date": "2026-02-01"}),
+        );
+        assert_eq!(e.field, "granularity");
+        let e = err("add_service_user", json!({"role": "Boss", "name": "bot"}));
+        assert_eq!(e.field, "role");
+        let e = err("remove_contacts_from_list", json!({"id": 1}));
+        assert!(e.message.contains("at least one"), "{e}");
+    }
+}

@@ -1,0 +1,468 @@
+//! Runs queued commands under their action's budget (the same budgets the contact sync uses),
+//! one at a time per action so each action's commands go in the order they were queued.
+//!
+//! Retry policy (ARCHITECTURE.md, "Command queue"):
+//! - 429: the budget is held shut for `Retry-After` and the command waits; a throttled request
+//!   had no effect, so this holds for every action and is not counted as a failure.
+//! - Spoki's other 4xx: the command fails at once with Spoki's body.
+//! - 5xx, timeouts, broken or refused connections: retried with backoff and jitter, up to
+//!   `commands.max_attempts` such failures, when repeating is harmless: the action is
+//!   repeat-safe (`actions::repeat_safe`) or the request certainly never took effect (refused
+//!   connection). A create whose request may have reached Spoki fails instead, saying so,
+//!   rather than risk a duplicate.
+//! - A repeat-safe delete retried after an unanswered attempt that gets 404 succeeded: the
+//!   first attempt did the work.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use reqwest::Method;
+use serde_json::{Value, json};
+use tokio::sync::Notify;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use super::params::Rendered;
+use crate::outbound::backoff;
+use crate::outbound::limits::Budgets;
+use crate::spoki::actions::{self, Action, START_AUTOMATION};
+use crate::spoki::{Answer, SpokiClient, SpokiError};
+use crate::store::{DueCommand, Outcome, Store, StoreError, now_ms};
+
+/// Commands running at once, over all actions.
+const MAX_PARALLEL: usize = 4;
+
+#[derive(Clone, Debug)]
+pub struct WorkerSettings {
+    /// Retryable failures (429s not counted) before a command is given up.
+    pub max_attempts: u32,
+    pub max_backoff: Duration,
+}
+
+#[derive(Clone)]
+pub struct CommandWorker {
+    store: Store,
+    client: SpokiClient,
+    budgets: Budgets,
+    settings: WorkerSettings,
+    wake: Arc<Notify>,
+}
+
+/// What one attempt came to.
+enum Attempt {
+    Done(Outcome),
+    Retry {
+        after: Duration,
+        reason: String,
+        http_status: Option<u16>,
+        failure: bool,
+        ambiguous: bool,
+    },
+}
+
+impl CommandWorker {
+    pub fn new(
+        store: Store,
+        client: SpokiClient,
+        budgets: Budgets,
+        settings: WorkerSettings,
+        wake: Arc<Notify>,
+    ) -> CommandWorker {
+        CommandWorker {
+            store,
+            client,
+            budgets,
+            settings,
+            wake,
+        }
+    }
+
+    /// Puts back what a crash left running (see `Store::recover_running_commands`).
+    pub async fn recover(&self) -> Result<(), StoreError> {
+        let (requeued, failed) = self
+            .store
+            .recover_running_commands(|name| actions::find(name).is_some_and(actions::repeat_safe))
+            .await?;
+        if requeued + failed > 0 {
+            tracing::warn!(
+                requeued,
+                failed,
+                "commands were running when the last run stopped; repeat-safe ones are queued \
+                 again, the others failed as possibly applied"
+            );
+        }
+        Ok(())
+    }
+
+    /// Runs until `cancel`; then lets commands in flight finish for up to `drain`. One that
+    /// does not stays `running` and is recovered at the next start.
+    pub async fn run(self, cancel: CancellationToken, drain: Duration) {
+        let mut in_flight: JoinSet<&'static str> = JoinSet::new();
+        let mut busy: HashSet<&'static str> = HashSet::new();
+        loop {
+            if cancel.is_cancelled() {
+                break;
+            }
+            let wait = match self.launch_due(&mut in_flight, &mut busy).await {
+                Ok(wait) => wait,
+                Err(error) => {
+                    tracing::error!(%error, "cannot read the command queue; retrying");
+                    Duration::from_secs(1)
+                }
+            };
+            tokio::select! {
+                () = cancel.cancelled() => break,
+                () = self.wake.notified() => {}
+                Some(done) = in_flight.join_next(), if !in_flight.is_empty() => {
+                    if let Ok(action) = done {
+                        busy.remove(action);
+                    }
+                }
+                () = tokio::time::sleep(wait) => {}
+            }
+        }
+        let _ = tokio::time::timeout(drain, async {
+            while in_flight.join_next().await.is_some() {}
+        })
+        .await;
+    }
+
+    /// Starts every due command whose action is free and has a slot; returns how long to
+    /// sleep before looking again.
+    async fn launch_due(
+        &self,
+        in_flight: &mut JoinSet<&'static str>,
+        busy: &mut HashSet<&'static str>,
+    ) -> Result<Duration, StoreError> {
+        let mut wait = Duration::from_secs(1);
+        if let Some(next) = self.store.next_command_due_ms().await? {
+            let until = u64::try_from(next - now_ms()).unwrap_or(0);
+            wait = wait.min(Duration::from_millis(until.max(1)));
+        }
+        for cmd in self.store.due_commands(256).await? {
+            if in_flight.len() >= MAX_PARALLEL {
+                break;
+            }
+            let Some(action) = actions::find(&cmd.action) else {
+                // Only checked actions are queued; one unknown to this version fails.
+                let error = json!({"error": format!("unknown action {:?}", cmd.action)});
+                let outcome = Outcome::Failed {
+                    http_status: None,
+                    error,
+                };
+                self.store.command_finish(cmd.seq, &outcome).await?;
+                continue;
+            };
+            if busy.contains(action.name) {
+                continue;
+            }
+            match self.budgets.get(action.name).try_acquire() {
+                Ok(()) => {
+                    busy.insert(action.name);
+                    let me = self.clone();
+                    in_flight.spawn(async move {
+                        me.run_one(action, cmd).await;
+                        action.name
+                    });
+                }
+                Err(slot) => wait = wait.min(slot.max(Duration::from_millis(1))),
+            }
+        }
+        Ok(wait)
+    }
+
+    async fn run_one(&self, action: &'static Action, cmd: DueCommand) {
+        let attempt = self.attempt(action, &cmd).await;
+        loop {
+            let saved = match &attempt {
+                Attempt::Done(outcome) => {
+                    log_outcome(action, &cmd, outcome);
+                    self.store.command_finish(cmd.seq, outcome).await
+                }
+                Attempt::Retry {
+                    after,
+                    reason,
+                    http_status,
+                    failure,
+                    ambiguous,
+                } => {
+                    tracing::info!(
+                        command = %cmd.id,
+                        action = action.name,
+                        attempts = cmd.attempts + 1,
+                        retry_in_ms = after.as_millis() as u64,
+                        reason = %reason,
+                        "command will be retried"
+                    );
+                    let next = now_ms() + i64::try_from(after.as_millis()).unwrap_or(i64::MAX);
+                    self.store
+                        .command_retry(cmd.seq, next, reason, *http_status, *failure, *ambiguous)
+                        .await
+                }
+            };
+            match saved {
+                Ok(()) => break,
+                Err(error) => {
+                    tracing::error!(%error, command = %cmd.id, "cannot record a command's result; retrying");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+            }
+        }
+        self.wake.notify_one();
+    }
+
+    /// Sends the command once (twice for the onboarding fallback, two requests for an
+    /// automation start) and decides what follows.
+    async fn attempt(&self, action: &'static Action, cmd: &DueCommand) -> Attempt {
+        let request: Rendered = match serde_json::from_value(cmd.request.clone()) {
+            Ok(r) => r,
+            Err(e) => {
+                return Attempt::Done(Outcome::Failed {
+                    http_status: None,
+                    error: json!({"error": format!("stored request is unreadable: {e}")}),
+                });
+            }
+        };
+        let budget = self.budgets.get(action.name);
+        budget.pace().await;
+        if let Err(error) = self.store.command_sending(cmd.seq).await {
+            return Attempt::Retry {
+                after: Duration::from_secs(1),
+                reason: format!("cannot mark the command running: {error}"),
+                http_status: None,
+                failure: false,
+                ambiguous: false,
+            };
+        }
+        if let Err(error) = self.store.mark_budget(action.name, now_ms()).await {
+            tracing::warn!(%error, "cannot record the request time for the rate limit");
+        }
+        let sent = if action.name == START_AUTOMATION {
+            self.start_automation(cmd).await
+        } else {
+            self.send(action, &request).await
+        };
+        let sent = match sent {
+            Err(SpokiError::Rejected { status: 404, .. })
+                if action.name == "create_account_onboarding_link" =>
+            {
+                self.onboarding_fallback(&request).await
+            }
+            other => other,
+        };
+        self.judge(action, cmd, sent)
+    }
+
+    async fn send(
+        &self,
+        action: &'static Action,
+        request: &Rendered,
+    ) -> Result<Answer, SpokiError> {
+        let method = Method::from_bytes(request.method.as_bytes()).unwrap_or(Method::GET);
+        self.client
+            .send(
+                action.name,
+                method,
+                &request.path,
+                &request.query,
+                request.body.as_ref(),
+            )
+            .await
+    }
+
+    /// `accounts/{id}/onboarding/` was removed upstream and answers 404 (spoki-api.md §3.10);
+    /// the partner variant `POST partners/onboarding/ {"account": id}` makes the link.
+    async fn onboarding_fallback(&self, request: &Rendered) -> Result<Answer, SpokiError> {
+        let account = request
+            .path
+            .trim_start_matches("accounts/")
+            .split('/')
+            .next()
+            .and_then(|id| id.parse::<u64>().ok())
+            .unwrap_or_default();
+        tracing::info!(
+            account,
+            "accounts/{{id}}/onboarding/ answered 404; using partners/onboarding/"
+        );
+        self.budgets
+            .get("create_account_onboarding_link")
+            .pace()
+            .await;
+        self.client
+            .send(
+                "create_account_onboarding_link",
+                Method::POST,
+                "partners/onboarding/",
+                &[],
+                Some(&json!({ "account": account })),
+            )
+            .await
+    }
+
+    /// Looks up the automation's active API trigger and starts it for the contact.
+    async fn start_automation(&self, cmd: &DueCommand) -> Result<Answer, SpokiError> {
+        let mut body = cmd.params.clone();
+        let automation = body
+            .as_object_mut()
+            .and_then(|m| m.remove("automation"))
+            .and_then(|v| v.as_u64())
+            .unwrap_or_default();
+        let lookup = self.budgets.get("retrieve_automation");
+        lookup.acquire().await;
+        lookup.pace().await;
+        let found = self
+            .client
+            .send(
+                "retrieve_automation",
+                Method::GET,
+                &format!("automations/{automation}/"),
+                &[],
+                None,
+            )
+            .await?;
+        let trigger = found
+            .body
+            .as_ref()
+            .and_then(|a| a.get("webhook_set"))
+            .and_then(Value::as_array)
+            .and_then(|set| {
+                set.iter().find(|t| {
+                    t.get("is_active").and_then(Value::as_bool).unwrap_or(true)
+                        && t.get("uuid").and_then(Value::as_str).is_some()
+                        && t.get("secret").and_then(Value::as_str).is_some()
+                })
+            });
+        let Some(trigger) = trigger else {
+            return Err(SpokiError::Rejected {
+                status: 400,
+                body: json!({
+                    "error": format!(
+                        "automation {automation} has no active API trigger (webhook_set); add an \
+                         \"API Url\" start trigger to it in Spoki"
+                    )
+                }),
+            });
+        };
+        let uuid = trigger
+            .get("uuid")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let secret = trigger.get("secret").cloned().unwrap_or(Value::Null);
+        if let Some(map) = body.as_object_mut() {
+            map.insert("secret".to_owned(), secret);
+        }
+        self.client
+            .post_trigger(START_AUTOMATION, uuid, &body)
+            .await
+    }
+
+    fn judge(
+        &self,
+        action: &'static Action,
+        cmd: &DueCommand,
+        sent: Result<Answer, SpokiError>,
+    ) -> Attempt {
+        let error = match sent {
+            Ok(answer) => {
+                return Attempt::Done(Outcome::Succeeded {
+                    http_status: Some(answer.status.as_u16()),
+                    result: answer.body,
+                });
+            }
+            Err(e) => e,
+        };
+        match &error {
+            SpokiError::RateLimited { retry_after } => {
+                let budget = self.budgets.get(action.name);
+                let wait = retry_after.unwrap_or_else(|| budget.limit().interval());
+                budget.block_for(wait);
+                Attempt::Retry {
+                    after: wait,
+                    reason: error.to_string(),
+                    http_status: Some(429),
+                    failure: false,
+                    ambiguous: false,
+                }
+            }
+            SpokiError::Rejected { status: 404, .. }
+                if cmd.ambiguous && action.method == actions::Method::Delete =>
+            {
+                Attempt::Done(Outcome::Succeeded {
+                    http_status: Some(404),
+                    result: None,
+                })
+            }
+            SpokiError::Rejected { status, body } => Attempt::Done(Outcome::Failed {
+                http_status: Some(*status),
+                error: body.clone(),
+            }),
+            SpokiError::Decode { reason } => Attempt::Done(Outcome::Failed {
+                http_status: None,
+                error: json!({ "error": reason }),
+            }),
+            _ if error.may_have_applied() && !actions::repeat_safe(action) => {
+                Attempt::Done(Outcome::Failed {
+                    http_status: server_status(&error),
+                    error: json!({
+                        "error": format!(
+                            "{error}. {} creates something each time it is sent, so it was not \
+                             repeated: check in Spoki and queue it again if needed",
+                            action.name
+                        )
+                    }),
+                })
+            }
+            _ => {
+                let failures = u32::try_from(cmd.failures + 1).unwrap_or(u32::MAX);
+                if failures >= self.settings.max_attempts {
+                    return Attempt::Done(Outcome::Failed {
+                        http_status: server_status(&error),
+                        error: json!({
+                            "error": format!("gave up after {failures} failed attempts: {error}")
+                        }),
+                    });
+                }
+                Attempt::Retry {
+                    after: backoff::delay(failures, self.settings.max_backoff),
+                    reason: error.to_string(),
+                    http_status: server_status(&error),
+                    failure: true,
+                    ambiguous: error.may_have_applied(),
+                }
+            }
+        }
+    }
+}
+
+fn server_status(error: &SpokiError) -> Option<u16> {
+    match error {
+        SpokiError::Server { status } => Some(*status),
+        _ => None,
+    }
+}
+
+fn log_outcome(action: &Action, cmd: &DueCommand, outcome: &Outcome) {
+    match outcome {
+        Outcome::Succeeded { http_status, .. } => tracing::info!(
+            command = %cmd.id,
+            action = action.name,
+            attempts = cmd.attempts + 1,
+            status = http_status.unwrap_or_default(),
+            "command succeeded"
+        ),
+        Outcome::Failed { http_status, .. } => tracing::warn!(
+            command = %cmd.id,
+            action = action.name,
+            attempts = cmd.attempts + 1,
+            status = http_status.unwrap_or_default(),
+            "command failed"
+        ),
+    }
+    let status = match outcome {
+        Outcome::Succeeded { .. } => "succeeded",
+        Outcome::Failed { .. } => "failed",
+    };
+    metrics::counter!("spoki_sync_commands_finished_total", "action" => action.name, "status" => status)
+        .increment(1);
+}

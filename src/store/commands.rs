@@ -1,0 +1,301 @@
+//! The durable command queue: `queued → running → succeeded | failed`. A row turns `running`
+//! right before its request leaves, so after a crash `running` means "may have reached Spoki".
+
+use serde::Serialize;
+use serde_json::Value;
+use sqlx::Row;
+use sqlx::sqlite::SqliteRow;
+
+use super::{Store, StoreError, now_ms, now_rfc3339};
+
+/// Status values, as stored and as the admin API shows them.
+pub const QUEUED: &str = "queued";
+pub const RUNNING: &str = "running";
+pub const SUCCEEDED: &str = "succeeded";
+pub const FAILED: &str = "failed";
+pub const STATUSES: [&str; 4] = [QUEUED, RUNNING, SUCCEEDED, FAILED];
+
+/// One command as the admin API shows it.
+#[derive(Clone, Debug, Serialize)]
+pub struct CommandRecord {
+    pub id: String,
+    pub action: String,
+    pub status: String,
+    pub attempts: i64,
+    pub params: Value,
+    /// Spoki's JSON answer; `null` when it was empty.
+    pub result: Value,
+    /// Spoki's error body when Spoki refused it, else `{"error": "..."}`; `null` unless failed.
+    pub error: Value,
+    /// The HTTP status of the last answer, when there was one.
+    pub http_status: Option<i64>,
+    /// Why the last attempt did not succeed, while retries go on.
+    pub last_error: Option<String>,
+    /// When the next attempt is due (unix milliseconds), while queued.
+    pub next_attempt_ms: Option<i64>,
+    pub created_at: String,
+    pub updated_at: String,
+    pub finished_at: Option<String>,
+}
+
+/// A command the worker is about to run.
+#[derive(Clone, Debug)]
+pub struct DueCommand {
+    pub seq: i64,
+    pub id: String,
+    pub action: String,
+    pub params: Value,
+    pub request: Value,
+    pub attempts: i64,
+    pub failures: i64,
+    pub ambiguous: bool,
+}
+
+fn json_column(row: &SqliteRow, name: &str) -> Result<Value, StoreError> {
+    let text: Option<String> = row.try_get(name)?;
+    match text {
+        None => Ok(Value::Null),
+        Some(t) => serde_json::from_str(&t)
+            .map_err(|e| StoreError::Corrupt(format!("commands.{name} is not JSON: {e}"))),
+    }
+}
+
+fn record(row: &SqliteRow) -> Result<CommandRecord, StoreError> {
+    let status: String = row.try_get("status")?;
+    let next: i64 = row.try_get("next_attempt_ms")?;
+    Ok(CommandRecord {
+        id: row.try_get("id")?,
+        action: row.try_get("action")?,
+        attempts: row.try_get("attempts")?,
+        params: json_column(row, "params")?,
+        result: json_column(row, "result")?,
+        error: json_column(row, "error")?,
+        http_status: row.try_get("http_status")?,
+        last_error: row.try_get("last_error")?,
+        next_attempt_ms: (status == QUEUED).then_some(next),
+        status,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+        finished_at: row.try_get("finished_at")?,
+    })
+}
+
+fn due(row: &SqliteRow) -> Result<DueCommand, StoreError> {
+    let ambiguous: i64 = row.try_get("ambiguous")?;
+    Ok(DueCommand {
+        seq: row.try_get("seq")?,
+        id: row.try_get("id")?,
+        action: row.try_get("action")?,
+        params: json_column(row, "params")?,
+        request: json_column(row, "request")?,
+        attempts: row.try_get("attempts")?,
+        failures: row.try_get("failures")?,
+        ambiguous: ambiguous != 0,
+    })
+}
+
+/// How a command ended.
+#[derive(Clone, Debug)]
+pub enum Outcome {
+    Succeeded {
+        http_status: Option<u16>,
+        result: Option<Value>,
+    },
+    Failed {
+        http_status: Option<u16>,
+        error: Value,
+    },
+}
+
+impl Store {
+    /// Queues a checked command; returns its id.
+    pub async fn enqueue_command(
+        &self,
+        action: &str,
+        params: &Value,
+        request: &Value,
+    ) -> Result<String, StoreError> {
+        let id = uuid::Uuid::new_v4().to_string();
+        let now = now_rfc3339();
+        sqlx::query(
+            "INSERT INTO commands (id, action, params, request, status, next_attempt_ms, \
+             created_at, updated_at) VALUES (?, ?, ?, ?, 'queued', ?, ?, ?)",
+        )
+        .bind(&id)
+        .bind(action)
+        .bind(params.to_string())
+        .bind(request.to_string())
+        .bind(now_ms())
+        .bind(&now)
+        .bind(&now)
+        .execute(&self.pool)
+        .await?;
+        Ok(id)
+    }
+
+    pub async fn command(&self, id: &str) -> Result<Option<CommandRecord>, StoreError> {
+        let row = sqlx::query("SELECT * FROM commands WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(record).transpose()
+    }
+
+    /// Newest first, optionally only those with `status`.
+    pub async fn commands(
+        &self,
+        status: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<CommandRecord>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT * FROM commands WHERE (?1 IS NULL OR status = ?1) ORDER BY seq DESC LIMIT ?2",
+        )
+        .bind(status)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(record).collect()
+    }
+
+    /// Commands by status, for status and metrics.
+    pub async fn command_counts(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        Ok(
+            sqlx::query_as("SELECT status, COUNT(*) FROM commands GROUP BY status")
+                .fetch_all(&self.pool)
+                .await?,
+        )
+    }
+
+    /// Queued commands whose time has come, oldest first.
+    pub async fn due_commands(&self, limit: i64) -> Result<Vec<DueCommand>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT * FROM commands WHERE status = 'queued' AND next_attempt_ms <= ? \
+             ORDER BY seq LIMIT ?",
+        )
+        .bind(now_ms())
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(due).collect()
+    }
+
+    /// When the next queued command is due (unix ms), if any is queued.
+    pub async fn next_command_due_ms(&self) -> Result<Option<i64>, StoreError> {
+        let (next,): (Option<i64>,) =
+            sqlx::query_as("SELECT MIN(next_attempt_ms) FROM commands WHERE status = 'queued'")
+                .fetch_one(&self.pool)
+                .await?;
+        Ok(next)
+    }
+
+    /// `queued → running` right before the request leaves; counts the attempt.
+    pub async fn command_sending(&self, seq: i64) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE commands SET status = 'running', attempts = attempts + 1, updated_at = ? \
+             WHERE seq = ? AND status = 'queued'",
+        )
+        .bind(now_rfc3339())
+        .bind(seq)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// `running → queued` for another attempt at `next_ms`.
+    pub async fn command_retry(
+        &self,
+        seq: i64,
+        next_ms: i64,
+        reason: &str,
+        http_status: Option<u16>,
+        counts_as_failure: bool,
+        ambiguous: bool,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE commands SET status = 'queued', next_attempt_ms = ?, last_error = ?, \
+             http_status = ?, failures = failures + ?, ambiguous = MAX(ambiguous, ?), \
+             updated_at = ? WHERE seq = ? AND status IN ('queued', 'running')",
+        )
+        .bind(next_ms)
+        .bind(reason)
+        .bind(http_status.map(i64::from))
+        .bind(i64::from(counts_as_failure))
+        .bind(i64::from(ambiguous))
+        .bind(now_rfc3339())
+        .bind(seq)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Records how a command ended.
+    pub async fn command_finish(&self, seq: i64, outcome: &Outcome) -> Result<(), StoreError> {
+        let now = now_rfc3339();
+        let (status, http_status, result, error) = match outcome {
+            Outcome::Succeeded {
+                http_status,
+                result,
+            } => (
+                SUCCEEDED,
+                *http_status,
+                result.as_ref().map(Value::to_string),
+                None,
+            ),
+            Outcome::Failed { http_status, error } => {
+                (FAILED, *http_status, None, Some(error.to_string()))
+            }
+        };
+        sqlx::query(
+            "UPDATE commands SET status = ?, http_status = COALESCE(?, http_status), result = ?, \
+             error = ?, updated_at = ?, finished_at = ? WHERE seq = ?",
+        )
+        .bind(status)
+        .bind(http_status.map(i64::from))
+        .bind(result)
+        .bind(error)
+        .bind(&now)
+        .bind(&now)
+        .bind(seq)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// After a crash: `running` commands whose request may be repeated go back to the queue
+    /// (as ambiguous: a 404 on a retried delete then means done); the others fail, because the
+    /// request may have reached Spoki and repeating it could create a duplicate. Returns
+    /// (requeued, failed).
+    pub async fn recover_running_commands(
+        &self,
+        repeat_safe: impl Fn(&str) -> bool,
+    ) -> Result<(u64, u64), StoreError> {
+        let rows: Vec<(i64, String)> =
+            sqlx::query_as("SELECT seq, action FROM commands WHERE status = 'running'")
+                .fetch_all(&self.pool)
+                .await?;
+        let (mut requeued, mut failed) = (0, 0);
+        for (seq, action) in rows {
+            if repeat_safe(&action) {
+                self.command_retry(seq, now_ms(), "interrupted by a restart", None, false, true)
+                    .await?;
+                requeued += 1;
+            } else {
+                let error = serde_json::json!({
+                    "error": "the daemon stopped while this request was with Spoki; it may have \
+                              been applied, and repeating it could duplicate it, so it was not \
+                              repeated. Check in Spoki and queue it again if needed."
+                });
+                self.command_finish(
+                    seq,
+                    &Outcome::Failed {
+                        http_status: None,
+                        error,
+                    },
+                )
+                .await?;
+                failed += 1;
+            }
+        }
+        Ok((requeued, failed))
+    }
+}
