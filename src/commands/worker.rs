@@ -128,21 +128,25 @@ impl CommandWorker {
         .await;
     }
 
-    /// Starts every due command whose action is free and has a slot; returns how long to
-    /// sleep before looking again.
+    /// Starts the oldest queued command of each action when it is due, its action has
+    /// nothing running and a slot is free; returns how long to sleep before looking again.
+    /// Only the oldest of an action may go, so an action's commands reach Spoki in the order
+    /// they were queued, retries included.
     async fn launch_due(
         &self,
         in_flight: &mut JoinSet<&'static str>,
         busy: &mut HashSet<&'static str>,
     ) -> Result<Duration, StoreError> {
         let mut wait = Duration::from_secs(1);
-        if let Some(next) = self.store.next_command_due_ms().await? {
-            let until = u64::try_from(next - now_ms()).unwrap_or(0);
-            wait = wait.min(Duration::from_millis(until.max(1)));
-        }
-        for cmd in self.store.due_commands(256).await? {
+        let now = now_ms();
+        for cmd in self.store.queue_heads().await? {
             if in_flight.len() >= MAX_PARALLEL {
                 break;
+            }
+            if cmd.next_attempt_ms > now {
+                let until = u64::try_from(cmd.next_attempt_ms - now).unwrap_or(1);
+                wait = wait.min(Duration::from_millis(until));
+                continue;
             }
             let Some(action) = actions::find(&cmd.action) else {
                 // Only checked actions are queued; one unknown to this version fails.

@@ -49,6 +49,8 @@ pub struct DueCommand {
     pub attempts: i64,
     pub failures: i64,
     pub ambiguous: bool,
+    /// Unix milliseconds.
+    pub next_attempt_ms: i64,
 }
 
 fn json_column(row: &SqliteRow, name: &str) -> Result<Value, StoreError> {
@@ -91,6 +93,7 @@ fn due(row: &SqliteRow) -> Result<DueCommand, StoreError> {
         attempts: row.try_get("attempts")?,
         failures: row.try_get("failures")?,
         ambiguous: ambiguous != 0,
+        next_attempt_ms: row.try_get("next_attempt_ms")?,
     })
 }
 
@@ -166,26 +169,15 @@ impl Store {
         )
     }
 
-    /// Queued commands whose time has come, oldest first.
-    pub async fn due_commands(&self, limit: i64) -> Result<Vec<DueCommand>, StoreError> {
+    /// The oldest queued command of each action, due or not, oldest first.
+    pub async fn queue_heads(&self) -> Result<Vec<DueCommand>, StoreError> {
         let rows = sqlx::query(
-            "SELECT * FROM commands WHERE status = 'queued' AND next_attempt_ms <= ? \
-             ORDER BY seq LIMIT ?",
+            "SELECT * FROM commands WHERE seq IN \
+             (SELECT MIN(seq) FROM commands WHERE status = 'queued' GROUP BY action) ORDER BY seq",
         )
-        .bind(now_ms())
-        .bind(limit)
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(due).collect()
-    }
-
-    /// When the next queued command is due (unix ms), if any is queued.
-    pub async fn next_command_due_ms(&self) -> Result<Option<i64>, StoreError> {
-        let (next,): (Option<i64>,) =
-            sqlx::query_as("SELECT MIN(next_attempt_ms) FROM commands WHERE status = 'queued'")
-                .fetch_one(&self.pool)
-                .await?;
-        Ok(next)
     }
 
     /// `queued → running` right before the request leaves; counts the attempt.

@@ -1,3 +1,4 @@
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -11,13 +12,20 @@ use tempfile::TempDir;
 
 pub struct TestApp {
     /// Kept so the temporary folder lives as long as the daemon using it.
-    _dir: TempDir,
+    dir: TempDir,
     pub sim: SimHandle,
     pub inbox: PathBuf,
     pub store: Store,
+    pub settings: Settings,
+    /// The admin API's address.
+    pub admin: SocketAddr,
+    pub http: reqwest::Client,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     handle: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
 }
+
+/// The admin token `scaled_settings` configures.
+pub const ADMIN_TOKEN: &str = "demo-admin-token";
 
 pub async fn start_sim(config: SimConfig) -> SimHandle {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -55,18 +63,26 @@ pub async fn spawn_app_with(
     let dir = tempfile::tempdir().expect("temp dir");
     let mut settings = settings_for(&sim, dir.path(), window);
     tweak(&mut settings);
+    launch(dir, sim, settings).await
+}
+
+async fn launch(dir: TempDir, sim: SimHandle, settings: Settings) -> TestApp {
     let inbox = settings.csv.inbox.clone();
-    let app = App::build(settings).await.expect("daemon builds");
+    let app = App::build(settings.clone()).await.expect("daemon builds");
     let store = app.store.clone();
+    let admin = app.admin_addr().expect("admin address");
     let (stop, rx) = tokio::sync::oneshot::channel::<()>();
     let handle = tokio::spawn(app.run_until(async {
         let _ = rx.await;
     }));
     TestApp {
-        _dir: dir,
+        dir,
         sim,
         inbox,
         store,
+        settings,
+        admin,
+        http: reqwest::Client::new(),
         stop: Some(stop),
         handle: Some(handle),
     }
@@ -83,11 +99,82 @@ impl TestApp {
     }
 
     pub async fn stop(mut self) {
+        self.halt().await;
+    }
+
+    async fn halt(&mut self) {
         if let Some(s) = self.stop.take() {
             let _ = s.send(());
         }
         if let Some(h) = self.handle.take() {
             h.await.expect("join").expect("clean stop");
+        }
+    }
+
+    /// Stops the daemon cleanly and starts it again on the same folder and simulator.
+    pub async fn restart(mut self) -> TestApp {
+        self.halt().await;
+        let TestApp {
+            dir, sim, settings, ..
+        } = self;
+        launch(dir, sim, settings).await
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// A request to the admin API with the right token.
+    pub fn admin_req(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.http
+            .request(method, format!("http://{}{path}", self.admin))
+            .bearer_auth(ADMIN_TOKEN)
+    }
+
+    /// `POST /v1/commands`; returns the status and the JSON answer.
+    pub async fn submit(&self, action: &str, params: Value) -> (u16, Value) {
+        let resp = self
+            .admin_req(reqwest::Method::POST, "/v1/commands")
+            .json(&serde_json::json!({"action": action, "params": params}))
+            .send()
+            .await
+            .expect("admin API answers");
+        let status = resp.status().as_u16();
+        (status, resp.json().await.expect("JSON answer"))
+    }
+
+    /// `GET /v1/commands/{id}`.
+    pub async fn command(&self, id: &str) -> Value {
+        self.admin_req(reqwest::Method::GET, &format!("/v1/commands/{id}"))
+            .send()
+            .await
+            .expect("admin API answers")
+            .json()
+            .await
+            .expect("JSON answer")
+    }
+
+    /// Queues a command that must be accepted and waits until it ends; returns its record.
+    pub async fn run_command(&self, action: &str, params: Value) -> Value {
+        let (status, answer) = self.submit(action, params).await;
+        assert_eq!(status, 202, "{action} refused: {answer}");
+        let id = answer["id"].as_str().expect("id").to_owned();
+        self.wait_command(&id, Duration::from_secs(30)).await
+    }
+
+    /// Waits until the command has ended; returns its record.
+    pub async fn wait_command(&self, id: &str, timeout: Duration) -> Value {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let record = self.command(id).await;
+            if matches!(record["status"].as_str(), Some("succeeded" | "failed")) {
+                return record;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "command {id} did not end: {record}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 
