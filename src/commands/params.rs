@@ -166,9 +166,19 @@ trait Check {
 
 fn typed<T: DeserializeOwned + Serialize + Check>(params: Value) -> Result<Value, ParamError> {
     let parsed: T = serde_path_to_error::deserialize(params).map_err(|e| {
-        let field = e.path().to_string();
-        let field = if field == "." { String::new() } else { field };
-        ParamError::new(field, e.into_inner().to_string())
+        let path = e.path().to_string();
+        let path = if path == "." { String::new() } else { path };
+        let message = e.into_inner().to_string();
+        // serde names a missing field in the message, at its parent's path.
+        let missing = message
+            .strip_prefix("missing field `")
+            .and_then(|rest| rest.split('`').next());
+        let field = match missing {
+            Some(name) if path.is_empty() => name.to_owned(),
+            Some(name) => format!("{path}.{name}"),
+            None => path,
+        };
+        ParamError::new(field, message)
     })?;
     parsed.check()?;
     serde_json::to_value(&parsed).map_err(|e| ParamError::new("", e.to_string()))

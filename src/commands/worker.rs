@@ -178,6 +178,10 @@ impl CommandWorker {
 
     async fn run_one(&self, action: &'static Action, cmd: DueCommand) {
         let attempt = self.attempt(action, &cmd).await;
+        if let Attempt::Done(Outcome::Succeeded { result, .. }) = &attempt {
+            self.forget_what_changed(action, &cmd, result.as_ref())
+                .await;
+        }
         loop {
             let saved = match &attempt {
                 Attempt::Done(outcome) => {
@@ -214,6 +218,45 @@ impl CommandWorker {
             }
         }
         self.wake.notify_one();
+    }
+
+    /// Contact writes made by a command bypass the diff's baseline (`contact_state`,
+    /// `list_members`); the baseline for what they touched is dropped so the next CSV or
+    /// mirror change for those contacts is sent rather than judged unchanged.
+    async fn forget_what_changed(&self, action: &Action, cmd: &DueCommand, result: Option<&Value>) {
+        let str_of = |v: &Value, key: &str| v.get(key).and_then(Value::as_str).map(str::to_owned);
+        let id = cmd.params.get("id").and_then(Value::as_i64);
+        let contacts = || -> Vec<String> {
+            cmd.params
+                .get("contacts")
+                .and_then(Value::as_array)
+                .map(|items| items.iter().filter_map(|c| str_of(c, "phone")).collect())
+                .unwrap_or_default()
+        };
+        let forgotten = match action.name {
+            "create_or_update_contact" | START_AUTOMATION => {
+                let phones: Vec<String> = str_of(&cmd.params, "phone").into_iter().collect();
+                self.store.forget_contacts(&phones, None).await
+            }
+            "bulk_sync_contacts" | "sync_contacts_to_list" => {
+                self.store.forget_contacts(&contacts(), None).await
+            }
+            "update_contact" | "delete_contact" => {
+                let phones: Vec<String> = result
+                    .and_then(|r| str_of(r, "phone"))
+                    .into_iter()
+                    .collect();
+                self.store.forget_contacts(&phones, id).await
+            }
+            "remove_contacts_from_list" | "remove_all_list_contacts" | "delete_list" => match id {
+                Some(list) => self.store.forget_list_members(list).await,
+                None => Ok(()),
+            },
+            _ => Ok(()),
+        };
+        if let Err(error) = forgotten {
+            tracing::warn!(%error, command = %cmd.id, "cannot update the sync baseline after a command");
+        }
     }
 
     /// Sends the command once (twice for the onboarding fallback, two requests for an

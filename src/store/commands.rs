@@ -290,4 +290,39 @@ impl Store {
         }
         Ok((requeued, failed))
     }
+
+    /// A command changed contacts behind the diff's back: forget what Spoki was last told
+    /// about them, so the next change to any of them is sent in full rather than skipped as
+    /// "unchanged". Costs at most one extra write per contact; never loses one.
+    pub async fn forget_contacts(
+        &self,
+        phones: &[String],
+        spoki_id: Option<i64>,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.begin().await?;
+        for phone in phones {
+            sqlx::query("DELETE FROM contact_state WHERE phone = ?")
+                .bind(phone)
+                .execute(&mut *tx)
+                .await?;
+        }
+        if let Some(id) = spoki_id {
+            sqlx::query("DELETE FROM contact_state WHERE spoki_id = ?")
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// A command changed a list's members: forget which members Spoki acknowledged, so the
+    /// next file for that list adds its contacts again.
+    pub async fn forget_list_members(&self, list_id: i64) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM list_members WHERE list_id = ?")
+            .bind(list_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
 }
