@@ -9,6 +9,7 @@ pub mod demo;
 pub mod diff;
 pub mod domain;
 pub mod ingest;
+pub mod merge;
 pub mod normalise;
 pub mod outbound;
 pub mod plan;
