@@ -213,7 +213,7 @@ fn campaign_json(st: &SimState, c: &Campaign) -> Value {
         "created_datetime": iso(c.created),
         "updated_datetime": iso(c.updated),
         "automation": automation,
-        "template": c.template,
+        "template": c.template.filter(|&id| st.catalog.templates.get(id).is_some()),
         "lists": lists,
         "other_contacts": [],
         "contacts_count": members.len(),

@@ -133,7 +133,8 @@ pub struct SimConfig {
     /// Requests per window for endpoints without a limit in spoki-api.md §3.16.
     pub default_limit: u32,
     /// Per-endpoint limits, keyed like `"POST /contacts/sync_all/"`; the key `"default"`
-    /// replaces `default_limit`.
+    /// replaces `default_limit`. Automation starts are not limited unless keyed here (or with
+    /// [`SimHandle::set_limit`]) as `"POST /wh/ap/{uuid}/"` / `"POST /wh/ap/{uuid}/bulk/"`.
     pub limit_overrides: HashMap<String, u32>,
     /// `page_size` of list endpoints when the client gives none.
     pub page_size_default: usize,
@@ -189,7 +190,7 @@ impl Default for SimConfig {
     }
 }
 
-/// Faults injected into `/api/1/` answers; changeable while serving.
+/// Faults injected into `/api/1/` and `/wh/ap/` answers; changeable while serving.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Faults {

@@ -689,7 +689,7 @@ async fn campaigns_filter_by_schedule_and_patch() {
 #[tokio::test]
 async fn current_report_is_cached() {
     let sim = spawn_sim(SimConfig {
-        report_cache: Duration::from_millis(300),
+        report_cache: Duration::from_millis(800),
         ..relaxed()
     })
     .await;
@@ -702,7 +702,7 @@ async fn current_report_is_cached() {
     tokio::time::sleep(Duration::from_millis(5)).await;
     let second = api.get("accounts/1001/current_report/").await;
     assert_eq!(second.json, first.json, "the same object within the period");
-    tokio::time::sleep(Duration::from_millis(350)).await;
+    tokio::time::sleep(Duration::from_millis(850)).await;
     let later = api.get("accounts/1001/current_report/").await;
     assert_eq!(later.json["contacted_contacts"], 1);
     assert_ne!(
