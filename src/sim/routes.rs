@@ -330,7 +330,7 @@ fn throttled(wait: Duration) -> Reply {
 
 /// The paths served, with their raw `{id}` (or trigger `{uuid}`) segment.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum Route<'a> {
+enum Route<'a> {
     Contacts,
     ContactSync,
     ContactSyncAll,
