@@ -1,4 +1,5 @@
 //! Per-endpoint rate limits over a rolling window (spoki-api.md §2.4, §3.16, §7 item 19).
+//! Endpoints without a limit in §3.16 share the configurable default.
 //!
 //! An endpoint is a method plus a path template, e.g. `POST /lists/{id}/sync_contacts/`, so
 //! every list shares one budget. Only requests that were let through are remembered: a
@@ -28,9 +29,27 @@ pub(super) const BUILTIN_LIMITS: &[(&str, u32)] = &[
     ("GET /custom-fields/{id}/", 5),
     ("PATCH /custom-fields/{id}/", 5),
     ("DELETE /custom-fields/{id}/", 5),
+    ("GET /accounts/", 5),
+    ("GET /roles/{id}/", 5),
+    ("DELETE /roles/{id}/", 5),
+    ("PATCH /campaigns/{id}/", 5),
+    ("POST /invitations/{id}/send/", 5),
+    ("POST /invitations/{id}/update_role/", 5),
     ("POST /lists/", 10),
+    ("POST /roles/add_service_user/", 10),
+    ("POST /roles/{id}/generate_private_key/", 10),
+    ("GET /roles/{id}/has_private_key/", 10),
+    ("POST /roles/{id}/update_role/", 10),
+    ("POST /templates/", 10),
+    ("PATCH /templates/{id}/", 10),
+    ("DELETE /templates/{id}/", 10),
+    ("DELETE /media/{id}/", 60),
+    ("DELETE /tickets/{id}/", 60),
     ("GET /contacts/", 120),
     ("POST /contacts/sync/", 120),
+    ("POST /media/", 120),
+    ("PATCH /media/{id}/", 120),
+    ("POST /tickets/", 120),
 ];
 
 #[derive(Debug)]
@@ -71,6 +90,13 @@ impl RateLimiter {
                     .map(|(_, limit)| *limit)
             })
             .unwrap_or(self.default_limit)
+    }
+
+    /// Whether `endpoint` has a limit of its own (built in or set), not just the default.
+    /// Endpoints Spoki does not rate limit (automation starts) are limited only then.
+    pub(super) fn has_own_limit(&self, endpoint: &str) -> bool {
+        self.overrides.contains_key(endpoint)
+            || BUILTIN_LIMITS.iter().any(|(name, _)| *name == endpoint)
     }
 
     pub(super) fn set_limit(&mut self, endpoint: &str, per_window: u32) {

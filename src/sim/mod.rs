@@ -1,5 +1,6 @@
-//! In-memory simulator of Spoki's REST API (contacts, lists, custom fields), written from
-//! `spoki-api.md` §7 "Simulator contract" alone.
+//! In-memory simulator of Spoki's REST API, written from `spoki-api.md` §7 "Simulator contract"
+//! alone: contacts, lists, custom fields, tags, templates, media, tickets, automations and their
+//! `/wh/ap/` start URLs, campaigns, accounts, agencies, partners, reports, roles and invitations.
 //!
 //! It shares no code with the rest of the crate, so a wire-format mistake in the client cannot
 //! be mirrored here. It behaves like Spoki rather than like a stub: `X-Spoki-Api-Key` auth,
@@ -9,14 +10,24 @@
 //! and records every API call for tests, in process through [`SimHandle`] or over HTTP under
 //! `/_sim/`.
 //!
+//! A simulator starts with a small fixed world (the key owner's account, an Administrator role,
+//! a tag, an approved template, a media file, an active "Welcome" automation with one API
+//! trigger, a Draft campaign, a pending invitation) whose ids [`SimHandle::fixtures`] gives.
+//!
 //! This file owns the public surface: configuration, [`start`], [`run_cli`] and [`SimHandle`].
 
+mod admin;
+mod automations;
+mod catalog;
+mod content;
 mod limits;
 mod query;
 mod routes;
 mod state;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_world;
 mod validate;
 
 use std::collections::{HashMap, VecDeque};
@@ -32,6 +43,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+use catalog::Catalog;
 use limits::RateLimiter;
 use query::PageSizes;
 use state::Store;
@@ -53,6 +65,64 @@ pub enum UnknownCustomField {
     Reject,
 }
 
+/// What `POST /wh/ap/{uuid}/` (and `…/bulk/`) answers with its 200. Spoki's documentation as
+/// quoted by one client says an empty body; another client expects `{"accepted": …}`
+/// (spoki-api.md §5).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AutomationStartBody {
+    /// No body at all.
+    #[default]
+    Empty,
+    /// `{}`
+    EmptyObject,
+    /// `{"accepted": true}`
+    Accepted,
+}
+
+/// Statuses of the automation-start refusals, undocumented upstream (spoki-api.md §5, §7 item 20).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AutomationStartErrors {
+    /// Missing or wrong `secret`; default 403.
+    pub wrong_secret: u16,
+    /// No trigger with that uuid; default 404.
+    pub unknown_uuid: u16,
+    /// The automation or its trigger is not active; default 400.
+    pub inactive: u16,
+}
+
+impl Default for AutomationStartErrors {
+    fn default() -> Self {
+        Self {
+            wrong_secret: 403,
+            unknown_uuid: 404,
+            inactive: 400,
+        }
+    }
+}
+
+/// The ids of the fixed world every simulator starts with.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Fixtures {
+    /// The account owning the API key (`SimConfig::account_id`).
+    pub account_id: i64,
+    /// The key owner's role, the only Administrator at start.
+    pub admin_role_id: i64,
+    pub tag_id: i64,
+    /// An APPROVED `UTILITY` template named `welcome_message`.
+    pub template_id: i64,
+    pub media_id: i64,
+    /// The active automation "Welcome", with one active API trigger.
+    pub automation_id: i64,
+    /// That trigger's uuid: start it with `POST /wh/ap/<uuid>/`.
+    pub automation_uuid: String,
+    /// That trigger's secret.
+    pub automation_secret: String,
+    /// A Draft campaign.
+    pub campaign_id: i64,
+    /// A pending invitation.
+    pub invitation_id: i64,
+}
+
 /// Start-up settings of a simulator.
 #[derive(Clone, Debug)]
 pub struct SimConfig {
@@ -63,7 +133,8 @@ pub struct SimConfig {
     /// Requests per window for endpoints without a limit in spoki-api.md §3.16.
     pub default_limit: u32,
     /// Per-endpoint limits, keyed like `"POST /contacts/sync_all/"`; the key `"default"`
-    /// replaces `default_limit`.
+    /// replaces `default_limit`. Automation starts are not limited unless keyed here (or with
+    /// [`SimHandle::set_limit`]) as `"POST /wh/ap/{uuid}/"` / `"POST /wh/ap/{uuid}/bulk/"`.
     pub limit_overrides: HashMap<String, u32>,
     /// `page_size` of list endpoints when the client gives none.
     pub page_size_default: usize,
@@ -75,6 +146,24 @@ pub struct SimConfig {
     pub unknown_custom_field: UnknownCustomField,
     /// Faults in force from the start.
     pub faults: Faults,
+    /// Id of the account owning the API key (`GET /accounts/`).
+    pub account_id: i64,
+    /// Whether the account has the tickets feature; without it every `/tickets/` call is
+    /// refused with `tickets_disabled_status`.
+    pub tickets_enabled: bool,
+    /// Status of ticket calls while tickets are disabled: 403 (default) or e.g. 404.
+    pub tickets_disabled_status: u16,
+    /// What a successful automation start answers.
+    pub automation_start_body: AutomationStartBody,
+    /// Statuses of refused automation starts.
+    pub automation_start_errors: AutomationStartErrors,
+    /// Most contacts one `POST /wh/ap/{uuid}/bulk/` may carry (undocumented upstream).
+    pub automation_bulk_max: usize,
+    /// How long `current_report` and `GET /reports/` answers are cached (Spoki: 30 minutes).
+    pub report_cache: Duration,
+    /// When set, a submitted (PENDING) template turns APPROVED after this long; when `None`
+    /// it stays PENDING.
+    pub template_auto_approve_after: Option<Duration>,
 }
 
 impl Default for SimConfig {
@@ -89,11 +178,19 @@ impl Default for SimConfig {
             operators: vec!["operator@example.com".to_owned()],
             unknown_custom_field: UnknownCustomField::Ignore,
             faults: Faults::default(),
+            account_id: 1001,
+            tickets_enabled: true,
+            tickets_disabled_status: 403,
+            automation_start_body: AutomationStartBody::Empty,
+            automation_start_errors: AutomationStartErrors::default(),
+            automation_bulk_max: 500,
+            report_cache: Duration::from_secs(30 * 60),
+            template_auto_approve_after: None,
         }
     }
 }
 
-/// Faults injected into `/api/1/` answers; changeable while serving.
+/// Faults injected into `/api/1/` and `/wh/ap/` answers; changeable while serving.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Faults {
@@ -133,12 +230,20 @@ struct Settings {
     page_sizes: PageSizes,
     operators: Vec<String>,
     unknown_custom_field: UnknownCustomField,
+    tickets_enabled: bool,
+    tickets_disabled_status: u16,
+    automation_start_body: AutomationStartBody,
+    automation_start_errors: AutomationStartErrors,
+    automation_bulk_max: usize,
+    report_cache: Duration,
+    template_auto_approve_after: Option<Duration>,
 }
 
 /// Everything mutable, behind the one lock.
 #[derive(Debug)]
 struct SimState {
     store: Store,
+    catalog: Catalog,
     limiter: RateLimiter,
     faults: Faults,
     settings: Settings,
@@ -215,6 +320,7 @@ fn spawn(
     let (shutdown, mut stop) = watch::channel(false);
     let state = SimState {
         store: Store::new(format!("http://{addr}")),
+        catalog: Catalog::new(config.account_id, Utc::now()),
         limiter: RateLimiter::new(config.window, config.default_limit, config.limit_overrides),
         faults: config.faults,
         settings: Settings {
@@ -224,6 +330,13 @@ fn spawn(
             },
             operators: config.operators,
             unknown_custom_field: config.unknown_custom_field,
+            tickets_enabled: config.tickets_enabled,
+            tickets_disabled_status: config.tickets_disabled_status,
+            automation_start_body: config.automation_start_body,
+            automation_start_errors: config.automation_start_errors,
+            automation_bulk_max: config.automation_bulk_max,
+            report_cache: config.report_cache,
+            template_auto_approve_after: config.template_auto_approve_after,
         },
         requests: VecDeque::new(),
         requests_seen: 0,
@@ -368,6 +481,68 @@ impl SimHandle {
             .custom_fields()
             .map(|field| field.code.clone())
             .collect()
+    }
+
+    /// The ids of the fixed starting world.
+    pub fn fixtures(&self) -> Fixtures {
+        self.shared.lock().catalog.fixtures()
+    }
+
+    /// Adds an automation with one API trigger; returns (automation id, trigger uuid, trigger
+    /// secret). The trigger is active; `active` says whether the automation is.
+    pub fn seed_automation(&self, name: &str, active: bool) -> (i64, String, String) {
+        self.shared
+            .lock()
+            .catalog
+            .seed_automation(name, active, Utc::now())
+    }
+
+    /// Marks that an automation uses this custom field: deleting the field is then refused.
+    /// Does nothing for an unknown automation.
+    pub fn automation_uses_custom_field(&self, automation_id: i64, field_id: i64) {
+        self.shared
+            .lock()
+            .catalog
+            .use_custom_field(automation_id, field_id);
+    }
+
+    /// Marks that an automation uses this template: deleting it then needs
+    /// `?force_delete=true`. Does nothing for an unknown automation.
+    pub fn automation_uses_template(&self, automation_id: i64, template_id: i64) {
+        self.shared
+            .lock()
+            .catalog
+            .use_template(automation_id, template_id);
+    }
+
+    /// Every automation start so far, oldest first: (trigger uuid, the JSON body received
+    /// minus `secret`). A bulk start adds one entry per contact, holding that contact's item.
+    pub fn automation_runs(&self) -> Vec<(String, serde_json::Value)> {
+        self.shared.lock().catalog.runs.clone()
+    }
+
+    /// WhatsApp's review of a submitted template: a PENDING template becomes APPROVED or
+    /// REJECTED. False (and nothing changes) for an unknown template or one not PENDING.
+    pub fn review_template(&self, template_id: i64, approve: bool) -> bool {
+        self.shared
+            .lock()
+            .catalog
+            .review_template(template_id, approve, Utc::now())
+    }
+
+    /// Turns the account's tickets feature on or off.
+    pub fn set_tickets_enabled(&self, enabled: bool) {
+        self.shared.lock().settings.tickets_enabled = enabled;
+    }
+
+    /// How many times `POST /invitations/{id}/send/` succeeded for this invitation.
+    pub fn invitation_sends(&self, invitation_id: i64) -> u32 {
+        self.shared
+            .lock()
+            .catalog
+            .invitations
+            .get(invitation_id)
+            .map_or(0, |invitation| invitation.sends)
     }
 
     /// Replaces the faults in force.

@@ -143,8 +143,19 @@ impl Page {
     /// Picks the page asked for in `query` out of `count` items; `None` is DRF's "Invalid page."
     /// `url` is the absolute URL of the request without its query string.
     pub(super) fn select(count: usize, query: &Query, sizes: PageSizes, url: &str) -> Option<Self> {
+        Self::select_sized_by(count, query, sizes, url, "page_size")
+    }
+
+    /// Like [`Page::select`], with the page size read from `size_key` (tickets use `per_page`).
+    pub(super) fn select_sized_by(
+        count: usize,
+        query: &Query,
+        sizes: PageSizes,
+        url: &str,
+        size_key: &str,
+    ) -> Option<Self> {
         let size = query
-            .get("page_size")
+            .get(size_key)
             .and_then(|v| v.trim().parse::<i64>().ok())
             .filter(|&n| n > 0)
             .map_or(sizes.default, |n| {

@@ -1,6 +1,11 @@
 //! The simulator's HTTP surface: the axum router, the pipeline every API call goes through
 //! (503 fault → routing → `X-Spoki-Api-Key` → rate limit → handler → record → late answer),
-//! the endpoint handlers of spoki-api.md §3.1–§3.3, and the `/_sim/` introspection routes.
+//! the routing table of every endpoint, the handlers of spoki-api.md §3.1–§3.3 (contacts,
+//! lists, custom fields) and the `/_sim/` introspection routes. The other handlers live in
+//! `content.rs`, `automations.rs` and `admin.rs`.
+//!
+//! Automation starts (`/wh/ap/…`) go through the same pipeline but need no API key and are
+//! rate limited only when a limit is set for them explicitly (spoki-api.md §7 item 20).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,12 +25,14 @@ use super::query::{Page, Query};
 use super::state::ContactFilter;
 use super::validate::{self, ContactInput, FieldErrors, PhoneRule};
 use super::{Faults, Shared, SimState};
+use super::{admin, automations, content};
 
 /// Most contacts one bulk request may carry (spoki-api.md §7 items 9, 10).
 const BULK_MAX: usize = 500;
 /// Bodies above this are refused before they reach the pipeline (500 rich contacts fit easily).
 const BODY_LIMIT: usize = 16 * 1024 * 1024;
 const API_PREFIX: &str = "/api/1/";
+const START_PREFIX: &str = "/wh/ap/";
 const API_KEY_HEADER: &str = "x-spoki-api-key";
 
 pub(super) fn router(shared: Arc<Shared>) -> Router {
@@ -34,6 +41,8 @@ pub(super) fn router(shared: Arc<Shared>) -> Router {
         .route("/_sim/contacts", get(sim_contacts))
         .route("/_sim/faults", get(sim_faults).post(sim_set_faults))
         .route("/_sim/stats", get(sim_stats))
+        .route("/_sim/fixtures", get(sim_fixtures))
+        .route("/_sim/automation-runs", get(sim_automation_runs))
         .fallback(api)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(shared)
@@ -70,6 +79,15 @@ async fn sim_stats(State(shared): State<Arc<Shared>>) -> Json<Value> {
     }))
 }
 
+async fn sim_fixtures(State(shared): State<Arc<Shared>>) -> Json<super::Fixtures> {
+    Json(shared.lock().catalog.fixtures())
+}
+
+/// `[[uuid, body], …]`, the JSON form of `SimHandle::automation_runs`.
+async fn sim_automation_runs(State(shared): State<Arc<Shared>>) -> Json<Value> {
+    Json(json!(shared.lock().catalog.runs))
+}
+
 // ---- the pipeline ----------------------------------------------------------------------------
 
 /// What a handler answers; turned into an HTTP response once the lock is released.
@@ -81,7 +99,7 @@ pub(super) struct Reply {
 }
 
 impl Reply {
-    fn json(status: StatusCode, body: Value) -> Self {
+    pub(super) fn json(status: StatusCode, body: Value) -> Self {
         Self {
             status,
             body: Some(body),
@@ -89,15 +107,15 @@ impl Reply {
         }
     }
 
-    fn ok(body: Value) -> Self {
+    pub(super) fn ok(body: Value) -> Self {
         Self::json(StatusCode::OK, body)
     }
 
-    fn created(body: Value) -> Self {
+    pub(super) fn created(body: Value) -> Self {
         Self::json(StatusCode::CREATED, body)
     }
 
-    fn no_content() -> Self {
+    pub(super) fn no_content() -> Self {
         Self {
             status: StatusCode::NO_CONTENT,
             body: None,
@@ -105,21 +123,35 @@ impl Reply {
         }
     }
 
-    fn detail(status: StatusCode, detail: impl Into<String>) -> Self {
+    pub(super) fn detail(status: StatusCode, detail: impl Into<String>) -> Self {
         Self::json(status, json!({ "detail": detail.into() }))
     }
 
-    fn bad_request(body: Value) -> Self {
+    pub(super) fn bad_request(body: Value) -> Self {
         Self::json(StatusCode::BAD_REQUEST, body)
     }
 
-    fn not_found() -> Self {
+    pub(super) fn not_found() -> Self {
         Self::detail(StatusCode::NOT_FOUND, "Not found.")
     }
 
     fn with_header(mut self, name: HeaderName, value: String) -> Self {
         self.headers.push((name, value));
         self
+    }
+
+    /// A status with no body at all.
+    pub(super) fn empty(status: StatusCode) -> Self {
+        Self {
+            status,
+            body: None,
+            headers: Vec::new(),
+        }
+    }
+
+    /// A status given as a number; a number that is no status reads as 400.
+    pub(super) fn status_of(code: u16) -> StatusCode {
+        StatusCode::from_u16(code).unwrap_or(StatusCode::BAD_REQUEST)
     }
 }
 
@@ -138,13 +170,13 @@ impl IntoResponse for Reply {
     }
 }
 
-type Outcome = Result<Reply, Reply>;
+pub(super) type Outcome = Result<Reply, Reply>;
 
 /// One API call as the handlers see it.
-struct ApiRequest<'a> {
+pub(super) struct ApiRequest<'a> {
     method: &'a Method,
     path: &'a str,
-    query: &'a str,
+    pub query: &'a str,
     headers: &'a HeaderMap,
     body: &'a [u8],
     /// `Host` header, for the absolute `next`/`previous` links.
@@ -156,8 +188,13 @@ impl ApiRequest<'_> {
         format!("http://{}{}", self.host, self.path)
     }
 
+    /// `http://host:port` as the client reached the simulator, for absolute links.
+    pub(super) fn origin(&self) -> String {
+        format!("http://{}", self.host)
+    }
+
     /// The body as DRF's `JSONParser` reads it: empty means `{}`.
-    fn json_body(&self) -> Result<Value, Reply> {
+    pub(super) fn json_body(&self) -> Result<Value, Reply> {
         if self.body.is_empty() {
             return Ok(Value::Object(Map::new()));
         }
@@ -178,7 +215,7 @@ impl ApiRequest<'_> {
     }
 
     /// The body, which must be a JSON object.
-    fn json_object(&self) -> Result<Map<String, Value>, Reply> {
+    pub(super) fn json_object(&self) -> Result<Map<String, Value>, Reply> {
         match self.json_body()? {
             Value::Object(obj) => Ok(obj),
             other => Err(Reply::bad_request(validate::not_a_dict(&other))),
@@ -255,19 +292,22 @@ fn answer(
         .headers
         .get(API_KEY_HEADER)
         .and_then(|v| v.to_str().ok());
-    if key != Some(shared.api_key.as_str()) {
+    if route.needs_api_key() && key != Some(shared.api_key.as_str()) {
         return Reply::detail(
             StatusCode::UNAUTHORIZED,
             "Invalid or inactive X-Spoki-Api-Key.",
         );
     }
     let endpoint = format!("{} {}", req.method, route.template());
-    if let Err(wait) = st.limiter.try_acquire(&endpoint, now) {
-        st.throttled += 1;
-        return throttled(wait);
+    if route.needs_api_key() || st.limiter.has_own_limit(&endpoint) {
+        if let Err(wait) = st.limiter.try_acquire(&endpoint, now) {
+            st.throttled += 1;
+            return throttled(wait);
+        }
     }
     *answer_late =
         *req.method != Method::GET && rng.random::<f64>() < st.faults.drop_after_write_rate;
+    st.catalog.advance(now);
     dispatch(st, req, route)
 }
 
@@ -288,7 +328,7 @@ fn throttled(wait: Duration) -> Reply {
 
 // ---- routing ---------------------------------------------------------------------------------
 
-/// The paths served, with their raw `{id}` segment.
+/// The paths served, with their raw `{id}` (or trigger `{uuid}`) segment.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Route<'a> {
     Contacts,
@@ -304,12 +344,50 @@ enum Route<'a> {
     ListRemoveAllContacts(&'a str),
     CustomFields,
     CustomField(&'a str),
+    Tags,
+    Tag(&'a str),
+    Templates,
+    Template(&'a str),
+    TemplateClone(&'a str),
+    TemplateBackToDraft(&'a str),
+    TemplateSubmit(&'a str),
+    MediaFiles,
+    Media(&'a str),
+    Tickets,
+    Ticket(&'a str),
+    Automations,
+    Automation(&'a str),
+    Campaigns,
+    Campaign(&'a str),
+    Accounts,
+    Account(&'a str),
+    AccountCurrentReport(&'a str),
+    Agencies,
+    Partners,
+    PartnerOnboarding,
+    Reports,
+    Roles,
+    Role(&'a str),
+    RoleAddServiceUser,
+    RoleGeneratePrivateKey(&'a str),
+    RoleHasPrivateKey(&'a str),
+    RoleUpdateRole(&'a str),
+    Invitations,
+    Invitation(&'a str),
+    InvitationSend(&'a str),
+    InvitationUpdateRole(&'a str),
+    AutomationStart(&'a str),
+    AutomationStartBulk(&'a str),
 }
 
 impl<'a> Route<'a> {
     /// Matches like DRF's router: trailing slash required, action routes before `{id}` routes,
     /// and an `{id}` is any segment without `/` or `.` (a non-numeric one is a 404 later).
+    /// `POST /accounts/{id}/onboarding/` was removed upstream, so it is no route (404).
     fn resolve(path: &'a str) -> Option<Self> {
+        if let Some(rest) = path.strip_prefix(START_PREFIX) {
+            return Self::resolve_start(rest);
+        }
         let rest = path.strip_prefix(API_PREFIX)?.strip_suffix('/')?;
         let segments: Vec<&str> = rest.split('/').collect();
         let id = |s: &str| !s.is_empty() && !s.contains('.');
@@ -327,11 +405,63 @@ impl<'a> Route<'a> {
             ["lists", i, "remove_all_contacts"] if id(i) => Self::ListRemoveAllContacts(i),
             ["custom-fields"] => Self::CustomFields,
             ["custom-fields", i] if id(i) => Self::CustomField(i),
+            ["tags"] => Self::Tags,
+            ["tags", i] if id(i) => Self::Tag(i),
+            ["templates"] => Self::Templates,
+            ["templates", i] if id(i) => Self::Template(i),
+            ["templates", i, "clone"] if id(i) => Self::TemplateClone(i),
+            ["templates", i, "back_to_draft"] if id(i) => Self::TemplateBackToDraft(i),
+            ["templates", i, "submit"] if id(i) => Self::TemplateSubmit(i),
+            ["media"] => Self::MediaFiles,
+            ["media", i] if id(i) => Self::Media(i),
+            ["tickets"] => Self::Tickets,
+            ["tickets", i] if id(i) => Self::Ticket(i),
+            ["automations"] => Self::Automations,
+            ["automations", i] if id(i) => Self::Automation(i),
+            ["campaigns"] => Self::Campaigns,
+            ["campaigns", i] if id(i) => Self::Campaign(i),
+            ["accounts"] => Self::Accounts,
+            ["accounts", i] if id(i) => Self::Account(i),
+            ["accounts", i, "current_report"] if id(i) => Self::AccountCurrentReport(i),
+            ["agencies"] => Self::Agencies,
+            ["partners"] => Self::Partners,
+            ["partners", "onboarding"] => Self::PartnerOnboarding,
+            ["reports"] => Self::Reports,
+            ["roles"] => Self::Roles,
+            ["roles", "add_service_user"] => Self::RoleAddServiceUser,
+            ["roles", i] if id(i) => Self::Role(i),
+            ["roles", i, "generate_private_key"] if id(i) => Self::RoleGeneratePrivateKey(i),
+            ["roles", i, "has_private_key"] if id(i) => Self::RoleHasPrivateKey(i),
+            ["roles", i, "update_role"] if id(i) => Self::RoleUpdateRole(i),
+            ["invitations"] => Self::Invitations,
+            ["invitations", i] if id(i) => Self::Invitation(i),
+            ["invitations", i, "send"] if id(i) => Self::InvitationSend(i),
+            ["invitations", i, "update_role"] if id(i) => Self::InvitationUpdateRole(i),
             _ => return None,
         })
     }
 
-    /// The path template naming the endpoint for rate limiting.
+    /// `{uuid}/` or `{uuid}/bulk/` after `/wh/ap/`.
+    fn resolve_start(rest: &'a str) -> Option<Self> {
+        let segments: Vec<&str> = rest.strip_suffix('/')?.split('/').collect();
+        let uuid = |s: &str| !s.is_empty() && !s.contains('.');
+        match segments.as_slice() {
+            [u] if uuid(u) => Some(Self::AutomationStart(u)),
+            [u, "bulk"] if uuid(u) => Some(Self::AutomationStartBulk(u)),
+            _ => None,
+        }
+    }
+
+    /// Automation starts authenticate with the trigger's `secret` instead of the API key.
+    fn needs_api_key(self) -> bool {
+        !matches!(
+            self,
+            Self::AutomationStart(_) | Self::AutomationStartBulk(_)
+        )
+    }
+
+    /// The path template naming the endpoint for rate limiting: relative to `/api/1` for API
+    /// routes, absolute (`/wh/ap/{uuid}/`) for automation starts.
     fn template(self) -> &'static str {
         match self {
             Self::Contacts => "/contacts/",
@@ -347,66 +477,201 @@ impl<'a> Route<'a> {
             Self::ListRemoveAllContacts(_) => "/lists/{id}/remove_all_contacts/",
             Self::CustomFields => "/custom-fields/",
             Self::CustomField(_) => "/custom-fields/{id}/",
+            Self::Tags => "/tags/",
+            Self::Tag(_) => "/tags/{id}/",
+            Self::Templates => "/templates/",
+            Self::Template(_) => "/templates/{id}/",
+            Self::TemplateClone(_) => "/templates/{id}/clone/",
+            Self::TemplateBackToDraft(_) => "/templates/{id}/back_to_draft/",
+            Self::TemplateSubmit(_) => "/templates/{id}/submit/",
+            Self::MediaFiles => "/media/",
+            Self::Media(_) => "/media/{id}/",
+            Self::Tickets => "/tickets/",
+            Self::Ticket(_) => "/tickets/{id}/",
+            Self::Automations => "/automations/",
+            Self::Automation(_) => "/automations/{id}/",
+            Self::Campaigns => "/campaigns/",
+            Self::Campaign(_) => "/campaigns/{id}/",
+            Self::Accounts => "/accounts/",
+            Self::Account(_) => "/accounts/{id}/",
+            Self::AccountCurrentReport(_) => "/accounts/{id}/current_report/",
+            Self::Agencies => "/agencies/",
+            Self::Partners => "/partners/",
+            Self::PartnerOnboarding => "/partners/onboarding/",
+            Self::Reports => "/reports/",
+            Self::Roles => "/roles/",
+            Self::Role(_) => "/roles/{id}/",
+            Self::RoleAddServiceUser => "/roles/add_service_user/",
+            Self::RoleGeneratePrivateKey(_) => "/roles/{id}/generate_private_key/",
+            Self::RoleHasPrivateKey(_) => "/roles/{id}/has_private_key/",
+            Self::RoleUpdateRole(_) => "/roles/{id}/update_role/",
+            Self::Invitations => "/invitations/",
+            Self::Invitation(_) => "/invitations/{id}/",
+            Self::InvitationSend(_) => "/invitations/{id}/send/",
+            Self::InvitationUpdateRole(_) => "/invitations/{id}/update_role/",
+            Self::AutomationStart(_) => "/wh/ap/{uuid}/",
+            Self::AutomationStartBulk(_) => "/wh/ap/{uuid}/bulk/",
         }
     }
 
     fn methods(self) -> &'static str {
         match self {
-            Self::Contacts => "GET",
-            Self::Contact(_) | Self::CustomField(_) => "GET, PATCH, DELETE",
-            Self::Lists | Self::CustomFields => "GET, POST",
-            Self::List(_) => "GET, DELETE",
+            Self::Contacts
+            | Self::Tags
+            | Self::Tag(_)
+            | Self::TemplateClone(_)
+            | Self::Automations
+            | Self::Automation(_)
+            | Self::Campaigns
+            | Self::Accounts
+            | Self::Account(_)
+            | Self::AccountCurrentReport(_)
+            | Self::Agencies
+            | Self::Partners
+            | Self::Reports
+            | Self::Roles
+            | Self::RoleHasPrivateKey(_)
+            | Self::Invitations
+            | Self::Invitation(_) => "GET",
+            Self::Contact(_)
+            | Self::CustomField(_)
+            | Self::Template(_)
+            | Self::Media(_)
+            | Self::Ticket(_) => "GET, PATCH, DELETE",
+            Self::Lists
+            | Self::CustomFields
+            | Self::Templates
+            | Self::MediaFiles
+            | Self::Tickets => "GET, POST",
+            Self::List(_) | Self::Role(_) => "GET, DELETE",
+            Self::Campaign(_) => "GET, PATCH",
             Self::ContactSync
             | Self::ContactSyncAll
             | Self::AddOperator(_)
             | Self::RemoveOperator(_)
             | Self::ListSyncContacts(_)
             | Self::ListRemoveContacts(_)
-            | Self::ListRemoveAllContacts(_) => "POST",
+            | Self::ListRemoveAllContacts(_)
+            | Self::TemplateBackToDraft(_)
+            | Self::TemplateSubmit(_)
+            | Self::PartnerOnboarding
+            | Self::RoleAddServiceUser
+            | Self::RoleGeneratePrivateKey(_)
+            | Self::RoleUpdateRole(_)
+            | Self::InvitationSend(_)
+            | Self::InvitationUpdateRole(_)
+            | Self::AutomationStart(_)
+            | Self::AutomationStartBulk(_) => "POST",
         }
+    }
+
+    fn is_ticket(self) -> bool {
+        matches!(self, Self::Tickets | Self::Ticket(_))
     }
 }
 
 fn dispatch(st: &mut SimState, req: &ApiRequest<'_>, route: Route<'_>) -> Reply {
-    let outcome = match (req.method.as_str(), route) {
+    let method = req.method.as_str();
+    let allowed = route.methods().split(", ").any(|m| m == method);
+    let outcome = if !allowed {
+        Err(Reply::detail(
+            StatusCode::METHOD_NOT_ALLOWED,
+            format!("Method \"{method}\" not allowed."),
+        )
+        .with_header(header::ALLOW, route.methods().to_owned()))
+    } else if route.is_ticket() && !st.settings.tickets_enabled {
+        Err(content::tickets_disabled(st))
+    } else {
+        handle(st, req, route)
+    };
+    outcome.unwrap_or_else(|reply| reply)
+}
+
+/// Runs the handler of an allowed method on `route`.
+fn handle(st: &mut SimState, req: &ApiRequest<'_>, route: Route<'_>) -> Outcome {
+    match (req.method.as_str(), route) {
         ("GET", Route::Contacts) => list_contacts(st, req),
         ("GET", Route::Contact(id)) => get_contact(st, id),
         ("PATCH", Route::Contact(id)) => patch_contact(st, req, id),
         ("DELETE", Route::Contact(id)) => delete_contact(st, id),
-        ("POST", Route::ContactSync) => sync_contact(st, req),
-        ("POST", Route::ContactSyncAll) => sync_all(st, req),
-        ("POST", Route::AddOperator(id) | Route::RemoveOperator(id)) => operator(st, req, id),
+        (_, Route::ContactSync) => sync_contact(st, req),
+        (_, Route::ContactSyncAll) => sync_all(st, req),
+        (_, Route::AddOperator(id) | Route::RemoveOperator(id)) => operator(st, req, id),
         ("GET", Route::Lists) => list_lists(st, req),
         ("POST", Route::Lists) => create_list(st, req),
         ("GET", Route::List(id)) => get_list(st, id),
         ("DELETE", Route::List(id)) => delete_list(st, id),
-        ("POST", Route::ListSyncContacts(id)) => list_sync_contacts(st, req, id),
-        ("POST", Route::ListRemoveContacts(id)) => list_remove_contacts(st, req, id),
-        ("POST", Route::ListRemoveAllContacts(id)) => list_remove_all_contacts(st, id),
+        (_, Route::ListSyncContacts(id)) => list_sync_contacts(st, req, id),
+        (_, Route::ListRemoveContacts(id)) => list_remove_contacts(st, req, id),
+        (_, Route::ListRemoveAllContacts(id)) => list_remove_all_contacts(st, id),
         ("GET", Route::CustomFields) => list_custom_fields(st, req),
         ("POST", Route::CustomFields) => create_custom_field(st, req),
         ("GET", Route::CustomField(id)) => get_custom_field(st, id),
         ("PATCH", Route::CustomField(id)) => patch_custom_field(st, req, id),
         ("DELETE", Route::CustomField(id)) => delete_custom_field(st, id),
-        (method, route) => Err(Reply::detail(
+        (_, Route::Tags) => content::list_tags(st, req),
+        (_, Route::Tag(id)) => content::get_tag(st, id),
+        ("GET", Route::Templates) => content::list_templates(st, req),
+        ("POST", Route::Templates) => content::create_template(st, req),
+        ("GET", Route::Template(id)) => content::get_template(st, id),
+        ("PATCH", Route::Template(id)) => content::patch_template(st, req, id),
+        ("DELETE", Route::Template(id)) => content::delete_template(st, req, id),
+        (_, Route::TemplateClone(id)) => content::clone_template(st, id),
+        (_, Route::TemplateBackToDraft(id)) => content::template_back_to_draft(st, id),
+        (_, Route::TemplateSubmit(id)) => content::submit_template(st, id),
+        ("GET", Route::MediaFiles) => content::list_media(st, req),
+        ("POST", Route::MediaFiles) => content::create_media(st, req),
+        ("GET", Route::Media(id)) => content::get_media(st, id),
+        ("PATCH", Route::Media(id)) => content::patch_media(st, req, id),
+        ("DELETE", Route::Media(id)) => content::delete_media(st, id),
+        ("GET", Route::Tickets) => content::list_tickets(st, req),
+        ("POST", Route::Tickets) => content::create_ticket(st, req),
+        ("GET", Route::Ticket(id)) => content::get_ticket(st, id),
+        ("PATCH", Route::Ticket(id)) => content::patch_ticket(st, req, id),
+        ("DELETE", Route::Ticket(id)) => content::delete_ticket(st, id),
+        (_, Route::Automations) => automations::list_automations(st, req),
+        (_, Route::Automation(id)) => automations::get_automation(st, req, id),
+        (_, Route::Campaigns) => automations::list_campaigns(st, req),
+        ("GET", Route::Campaign(id)) => automations::get_campaign(st, id),
+        ("PATCH", Route::Campaign(id)) => automations::patch_campaign(st, req, id),
+        (_, Route::AutomationStart(uuid)) => automations::start(st, req, uuid),
+        (_, Route::AutomationStartBulk(uuid)) => automations::start_bulk(st, req, uuid),
+        (_, Route::Accounts) => admin::list_accounts(st),
+        (_, Route::Account(id)) => admin::get_account(st, id),
+        (_, Route::AccountCurrentReport(id)) => admin::current_report(st, id),
+        (_, Route::Agencies) => admin::list_agencies(st),
+        (_, Route::Partners) => admin::list_partners(st, req),
+        (_, Route::PartnerOnboarding) => admin::partner_onboarding(st, req),
+        (_, Route::Reports) => admin::reports(st, req),
+        (_, Route::Roles) => admin::list_roles(st, req),
+        ("GET", Route::Role(id)) => admin::get_role(st, id),
+        ("DELETE", Route::Role(id)) => admin::delete_role(st, id),
+        (_, Route::RoleAddServiceUser) => admin::add_service_user(st, req),
+        (_, Route::RoleGeneratePrivateKey(id)) => admin::generate_private_key(st, id),
+        (_, Route::RoleHasPrivateKey(id)) => admin::has_private_key(st, id),
+        (_, Route::RoleUpdateRole(id)) => admin::update_role(st, req, id),
+        (_, Route::Invitations) => admin::list_invitations(st, req),
+        (_, Route::Invitation(id)) => admin::get_invitation(st, id),
+        (_, Route::InvitationSend(id)) => admin::send_invitation(st, id),
+        (_, Route::InvitationUpdateRole(id)) => admin::update_invitation_role(st, req, id),
+        // Every (method, route) pair `methods` allows is matched above.
+        (method, _) => Err(Reply::detail(
             StatusCode::METHOD_NOT_ALLOWED,
             format!("Method \"{method}\" not allowed."),
-        )
-        .with_header(header::ALLOW, route.methods().to_owned())),
-    };
-    outcome.unwrap_or_else(|reply| reply)
+        )),
+    }
 }
 
 /// A path `{id}`: DRF answers 404 for one that is not a number.
-fn lookup(raw: &str) -> Result<i64, Reply> {
+pub(super) fn lookup(raw: &str) -> Result<i64, Reply> {
     raw.parse().map_err(|_| Reply::not_found())
 }
 
-fn invalid_page() -> Reply {
+pub(super) fn invalid_page() -> Reply {
     Reply::detail(StatusCode::NOT_FOUND, "Invalid page.")
 }
 
-fn field_errors(errors: FieldErrors) -> Result<(), Reply> {
+pub(super) fn field_errors(errors: FieldErrors) -> Result<(), Reply> {
     if errors.is_empty() {
         Ok(())
     } else {
@@ -415,7 +680,7 @@ fn field_errors(errors: FieldErrors) -> Result<(), Reply> {
 }
 
 /// Case-insensitive: does every search term occur in one of `fields`?
-fn search_matches(terms: &[String], fields: &[&str]) -> bool {
+pub(super) fn search_matches(terms: &[String], fields: &[&str]) -> bool {
     terms.iter().all(|term| {
         fields
             .iter()
@@ -424,7 +689,7 @@ fn search_matches(terms: &[String], fields: &[&str]) -> bool {
 }
 
 /// Paginates `items` as asked in the request, rendering only the page returned.
-fn paginated<T>(
+pub(super) fn paginated<T>(
     st: &SimState,
     req: &ApiRequest<'_>,
     query: &Query,
@@ -442,9 +707,30 @@ fn paginated<T>(
     Ok(Reply::ok(page.envelope(items.len(), results)))
 }
 
+/// [`paginated`] with the page size read from `size_key`.
+pub(super) fn paginated_sized_by<T>(
+    st: &SimState,
+    req: &ApiRequest<'_>,
+    query: &Query,
+    items: &[T],
+    size_key: &str,
+    render: impl Fn(&T) -> Value,
+) -> Outcome {
+    let page = Page::select_sized_by(
+        items.len(),
+        query,
+        st.settings.page_sizes,
+        &req.absolute_url(),
+        size_key,
+    )
+    .ok_or_else(invalid_page)?;
+    let results = items[page.range.clone()].iter().map(render).collect();
+    Ok(Reply::ok(page.envelope(items.len(), results)))
+}
+
 // ---- contacts --------------------------------------------------------------------------------
 
-fn contact_filter(query: &Query) -> Result<ContactFilter, Reply> {
+fn contact_filter(st: &SimState, query: &Query) -> Result<ContactFilter, Reply> {
     let owned = |key: &str| query.filter(key).map(str::to_owned);
     let mut errors = FieldErrors::new();
     let status = owned("status");
@@ -457,13 +743,21 @@ fn contact_filter(query: &Query) -> Result<ContactFilter, Reply> {
             );
         }
     }
-    // Tags cannot be created through the REST API, so no tag id is ever valid here.
-    if query.filter("tag").is_some() {
-        validate::add_error(
-            &mut errors,
-            "tag",
-            "Select a valid choice. That choice is not one of the available choices.",
-        );
+    let tag = query.filter("tag").map(str::to_owned);
+    if let Some(tag) = &tag {
+        let known = tag
+            .trim()
+            .parse::<i64>()
+            .ok()
+            .and_then(|id| st.catalog.tags.get(id))
+            .is_some();
+        if !known {
+            validate::add_error(
+                &mut errors,
+                "tag",
+                "Select a valid choice. That choice is not one of the available choices.",
+            );
+        }
     }
     field_errors(errors)?;
     let is_blocked = match query
@@ -484,17 +778,18 @@ fn contact_filter(query: &Query) -> Result<ContactFilter, Reply> {
         language: owned("language"),
         status,
         is_blocked,
+        tagged: tag.is_some(),
     })
 }
 
 fn list_contacts(st: &SimState, req: &ApiRequest<'_>) -> Outcome {
     let query = Query::parse(req.query);
-    let filter = contact_filter(&query)?;
+    let filter = contact_filter(st, &query)?;
     let found = st.store.find_contacts(&filter);
     paginated(st, req, &query, &found, |c| st.store.contact_json(c))
 }
 
-fn contact_json(st: &SimState, id: i64) -> Result<Value, Reply> {
+pub(super) fn contact_json(st: &SimState, id: i64) -> Result<Value, Reply> {
     st.store
         .contact(id)
         .map(|c| st.store.contact_json(c))
@@ -539,9 +834,14 @@ fn delete_contact(st: &mut SimState, id: &str) -> Outcome {
 
 /// The items of a bulk write, or the message saying why there are none to take.
 fn batch_items(value: &Value) -> Result<&[Value], String> {
+    batch_items_max(value, BULK_MAX)
+}
+
+/// [`batch_items`] with another cap.
+pub(super) fn batch_items_max(value: &Value, max: usize) -> Result<&[Value], String> {
     match value {
         Value::Array(items) if items.is_empty() => Err(validate::MSG_EMPTY_LIST.to_owned()),
-        Value::Array(items) if items.len() > BULK_MAX => Err(validate::too_many_message(BULK_MAX)),
+        Value::Array(items) if items.len() > max => Err(validate::too_many_message(max)),
         Value::Array(items) => Ok(items),
         Value::Null => Err(validate::MSG_NULL.to_owned()),
         other => Err(validate::not_a_list_message(other)),
@@ -550,7 +850,7 @@ fn batch_items(value: &Value) -> Result<&[Value], String> {
 
 /// Validates every item of a bulk write; all or nothing. The error holds one entry per item,
 /// `{}` for the good ones.
-fn validate_batch(st: &SimState, items: &[Value]) -> Result<Vec<ContactInput>, Value> {
+pub(super) fn validate_batch(st: &SimState, items: &[Value]) -> Result<Vec<ContactInput>, Value> {
     let unknown = st.settings.unknown_custom_field;
     let results: Vec<Result<ContactInput, Value>> = items
         .iter()
@@ -571,13 +871,13 @@ fn validate_batch(st: &SimState, items: &[Value]) -> Result<Vec<ContactInput>, V
     }
 }
 
-struct BatchOutcome {
+pub(super) struct BatchOutcome {
     created: usize,
     updated: usize,
-    ids: Vec<i64>,
+    pub ids: Vec<i64>,
 }
 
-fn upsert_batch(st: &mut SimState, inputs: &[ContactInput]) -> BatchOutcome {
+pub(super) fn upsert_batch(st: &mut SimState, inputs: &[ContactInput]) -> BatchOutcome {
     let unknown = st.settings.unknown_custom_field;
     let now = Utc::now();
     let mut outcome = BatchOutcome {
@@ -782,7 +1082,14 @@ fn patch_custom_field(st: &mut SimState, req: &ApiRequest<'_>, id: &str) -> Outc
 }
 
 fn delete_custom_field(st: &mut SimState, id: &str) -> Outcome {
-    if st.store.delete_custom_field(lookup(id)?) {
+    let id = lookup(id)?;
+    if st.store.custom_field(id).is_some() && st.catalog.custom_field_in_use(id) {
+        return Err(Reply::detail(
+            StatusCode::BAD_REQUEST,
+            "This custom field is used by an automation and cannot be deleted.",
+        ));
+    }
+    if st.store.delete_custom_field(id) {
         Ok(Reply::no_content())
     } else {
         Err(Reply::not_found())
@@ -815,7 +1122,23 @@ mod tests {
         assert_eq!(Route::resolve("/api/1/contacts"), None);
         assert_eq!(Route::resolve("/api/1/contacts//"), None);
         assert_eq!(Route::resolve("/api/1/contacts/1.json/"), None);
-        assert_eq!(Route::resolve("/api/1/tags/"), None);
+        assert_eq!(Route::resolve("/api/1/tags/"), Some(Route::Tags));
+        assert_eq!(
+            Route::resolve("/api/1/roles/add_service_user/"),
+            Some(Route::RoleAddServiceUser)
+        );
+        assert_eq!(Route::resolve("/api/1/roles/3/"), Some(Route::Role("3")));
+        assert_eq!(Route::resolve("/api/1/accounts/1/onboarding/"), None);
+        assert_eq!(
+            Route::resolve("/wh/ap/abc-def/"),
+            Some(Route::AutomationStart("abc-def"))
+        );
+        assert_eq!(
+            Route::resolve("/wh/ap/abc-def/bulk/"),
+            Some(Route::AutomationStartBulk("abc-def"))
+        );
+        assert_eq!(Route::resolve("/wh/ap/abc-def"), None);
+        assert_eq!(Route::resolve("/api/1/wh/ap/x/"), None);
         assert_eq!(Route::resolve("/contacts/"), None);
     }
 

@@ -79,12 +79,16 @@ pub(super) struct ContactFilter {
     pub language: Option<String>,
     pub status: Option<String>,
     pub is_blocked: Option<bool>,
+    /// A (valid) `tag` filter was given. Tags cannot be put on contacts through the REST API,
+    /// so no contact carries one and such a filter matches nothing.
+    pub tagged: bool,
 }
 
 impl ContactFilter {
     fn matches(&self, c: &Contact) -> bool {
         let exact = |want: &Option<String>, have: &str| want.as_deref().is_none_or(|w| w == have);
-        exact(&self.phone, &c.phone)
+        !self.tagged
+            && exact(&self.phone, &c.phone)
             && self
                 .email
                 .as_deref()
@@ -109,7 +113,7 @@ impl ContactFilter {
     }
 }
 
-fn iso(at: DateTime<Utc>) -> String {
+pub(super) fn iso(at: DateTime<Utc>) -> String {
     at.to_rfc3339_opts(SecondsFormat::Micros, true)
 }
 

@@ -10,9 +10,9 @@ use tokio::net::TcpListener;
 use super::limits::BUILTIN_LIMITS;
 use super::{Faults, SimConfig, SimHandle, UnknownCustomField, start};
 
-const KEY: &str = "test-key";
+pub(super) const KEY: &str = "test-key";
 
-async fn spawn_sim(config: SimConfig) -> SimHandle {
+pub(super) async fn spawn_sim(config: SimConfig) -> SimHandle {
     let listener = TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind a loopback port");
@@ -28,7 +28,7 @@ async fn spawn_sim(config: SimConfig) -> SimHandle {
 }
 
 /// Spoki's limits lifted, for tests about something else.
-fn relaxed() -> SimConfig {
+pub(super) fn relaxed() -> SimConfig {
     SimConfig {
         default_limit: 10_000,
         limit_overrides: BUILTIN_LIMITS
@@ -39,21 +39,21 @@ fn relaxed() -> SimConfig {
     }
 }
 
-struct Answer {
-    status: StatusCode,
-    headers: HeaderMap,
-    raw: String,
-    json: Value,
+pub(super) struct Answer {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub raw: String,
+    pub json: Value,
 }
 
-struct Api {
+pub(super) struct Api {
     client: Client,
     base: String,
     key: Option<String>,
 }
 
 impl Api {
-    fn new(sim: &SimHandle) -> Self {
+    pub(super) fn new(sim: &SimHandle) -> Self {
         Self {
             client: Client::new(),
             base: sim.base_url(),
@@ -61,14 +61,23 @@ impl Api {
         }
     }
 
-    fn with_key(sim: &SimHandle, key: Option<&str>) -> Self {
+    pub(super) fn with_key(sim: &SimHandle, key: Option<&str>) -> Self {
         Self {
             key: key.map(str::to_owned),
             ..Self::new(sim)
         }
     }
 
-    async fn send(&self, method: Method, path: &str, body: Option<Value>) -> Answer {
+    /// Calls outside `/api/1/` (automation starts), without an API key.
+    pub(super) fn root(sim: &SimHandle) -> Self {
+        Self {
+            client: Client::new(),
+            base: format!("http://{}/", sim.addr()),
+            key: None,
+        }
+    }
+
+    pub(super) async fn send(&self, method: Method, path: &str, body: Option<Value>) -> Answer {
         let url = format!("{}{path}", self.base);
         let mut request = self.client.request(method, url);
         if let Some(key) = &self.key {
@@ -90,24 +99,24 @@ impl Api {
         }
     }
 
-    async fn get(&self, path: &str) -> Answer {
+    pub(super) async fn get(&self, path: &str) -> Answer {
         self.send(Method::GET, path, None).await
     }
 
-    async fn post(&self, path: &str, body: Value) -> Answer {
+    pub(super) async fn post(&self, path: &str, body: Value) -> Answer {
         self.send(Method::POST, path, Some(body)).await
     }
 
-    async fn patch(&self, path: &str, body: Value) -> Answer {
+    pub(super) async fn patch(&self, path: &str, body: Value) -> Answer {
         self.send(Method::PATCH, path, Some(body)).await
     }
 
-    async fn delete(&self, path: &str) -> Answer {
+    pub(super) async fn delete(&self, path: &str) -> Answer {
         self.send(Method::DELETE, path, None).await
     }
 }
 
-fn phone(n: usize) -> String {
+pub(super) fn phone(n: usize) -> String {
     format!("+39333{n:07}")
 }
 
@@ -748,7 +757,7 @@ async fn operators_must_be_known() {
 async fn unknown_paths_methods_and_bodies() {
     let sim = spawn_sim(relaxed()).await;
     let api = Api::new(&sim);
-    for path in ["contacts", "tags/", "contacts/1/nothing/"] {
+    for path in ["contacts", "tagz/", "contacts/1/nothing/"] {
         let answer = api.get(path).await;
         assert_eq!(answer.status, StatusCode::NOT_FOUND, "{path}");
         assert_eq!(answer.json, json!({"detail": "Not found."}));

@@ -5,6 +5,7 @@
 //! Everything here is pure; checks that need the stored data (unknown custom-field codes,
 //! phone uniqueness, code uniqueness) live in `state.rs`.
 
+use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use serde_json::{Map, Value, json};
 
 /// DRF field errors: field name → list of messages (or a nested object for dict fields).
@@ -424,19 +425,180 @@ pub(super) fn custom_field_input(body: &Value) -> Result<CustomFieldInput, Value
     }
 }
 
+/// DRF `ChoiceField`: a string among `choices`. `None` when absent or wrong (error added).
+pub(super) fn choice(
+    obj: &Map<String, Value>,
+    key: &str,
+    choices: &[&str],
+    required: bool,
+    errors: &mut FieldErrors,
+) -> Option<String> {
+    if required && !obj.contains_key(key) {
+        add_error(errors, key, MSG_REQUIRED);
+        return None;
+    }
+    let value = match obj.get(key)? {
+        Value::Null => {
+            add_error(errors, key, MSG_NULL);
+            return None;
+        }
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    if choices.contains(&value.as_str()) {
+        Some(value)
+    } else {
+        add_error(errors, key, invalid_choice_message(&value));
+        None
+    }
+}
+
+/// DRF's `ChoiceField` message.
+pub(super) fn invalid_choice_message(value: &str) -> String {
+    format!("\"{value}\" is not a valid choice.")
+}
+
+/// django-filter's message for a query parameter outside its choices.
+pub(super) fn invalid_filter_choice_message(value: &str) -> String {
+    format!("Select a valid choice. {value} is not one of the available choices.")
+}
+
+/// A nullable string field: `None` absent, `Some(None)` null, `Some(Some(_))` a value.
+pub(super) fn nullable_text(
+    obj: &Map<String, Value>,
+    key: &str,
+    errors: &mut FieldErrors,
+) -> Option<Option<String>> {
+    match read_text(obj, key) {
+        Text::Absent => None,
+        Text::Null => Some(None),
+        Text::Invalid => {
+            add_error(errors, key, MSG_NOT_STRING);
+            None
+        }
+        Text::Value(s) => Some(Some(s)),
+    }
+}
+
+/// A boolean field read the way DRF's `BooleanField` reads it.
+pub(super) fn boolean(
+    obj: &Map<String, Value>,
+    key: &str,
+    errors: &mut FieldErrors,
+) -> Option<bool> {
+    read_bool(obj, key, errors)
+}
+
+/// DRF `IntegerField` coercion of one JSON value.
+pub(super) fn as_int(value: &Value) -> Option<i64> {
+    match value {
+        Value::Number(n) => n.as_i64(),
+        Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    }
+}
+
+/// A nullable integer field (a primary key): `None` absent, `Some(None)` null.
+pub(super) fn nullable_int(
+    obj: &Map<String, Value>,
+    key: &str,
+    required: bool,
+    errors: &mut FieldErrors,
+) -> Option<Option<i64>> {
+    match obj.get(key) {
+        None => {
+            if required {
+                add_error(errors, key, MSG_REQUIRED);
+            }
+            None
+        }
+        Some(Value::Null) => Some(None),
+        Some(value) => match as_int(value) {
+            Some(n) => Some(Some(n)),
+            None => {
+                add_error(errors, key, MSG_INTEGER);
+                None
+            }
+        },
+    }
+}
+
+/// A JSON object field (`metadata`, `example_custom_fields`); null reads as absent.
+pub(super) fn object(
+    obj: &Map<String, Value>,
+    key: &str,
+    errors: &mut FieldErrors,
+) -> Option<Map<String, Value>> {
+    match obj.get(key)? {
+        Value::Object(map) => Some(map.clone()),
+        Value::Null => None,
+        other => {
+            add_error(
+                errors,
+                key,
+                format!(
+                    "Expected a dictionary of items but got type \"{}\".",
+                    py_type(other)
+                ),
+            );
+            None
+        }
+    }
+}
+
+/// Django's `URLValidator`, loosely: an `http(s)://` scheme, a host and no whitespace.
+pub(super) fn is_url(url: &str) -> bool {
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"));
+    rest.is_some_and(|rest| {
+        let host = rest.split(['/', '?', '#']).next().unwrap_or("");
+        !host.is_empty() && !url.chars().any(char::is_whitespace)
+    })
+}
+
+/// DRF `DateField` with its default `YYYY-MM-DD` input format.
+pub(super) fn parse_date(raw: &str) -> Option<NaiveDate> {
+    if raw.len() != 10 {
+        return None;
+    }
+    NaiveDate::parse_from_str(raw, "%Y-%m-%d").ok()
+}
+
+/// DRF `DateTimeField` input (ISO 8601); a naive time is taken as UTC, a bare date as midnight.
+pub(super) fn parse_datetime(raw: &str) -> Option<DateTime<Utc>> {
+    let raw = raw.trim();
+    if let Ok(at) = DateTime::parse_from_rfc3339(raw) {
+        return Some(at.with_timezone(&Utc));
+    }
+    for format in [
+        "%Y-%m-%dT%H:%M:%S%.f",
+        "%Y-%m-%d %H:%M:%S%.f",
+        "%Y-%m-%dT%H:%M",
+        "%Y-%m-%d %H:%M",
+    ] {
+        if let Ok(at) = NaiveDateTime::parse_from_str(raw, format) {
+            return Some(at.and_utc());
+        }
+    }
+    parse_date(raw)
+        .and_then(|day| day.and_hms_opt(0, 0, 0))
+        .map(|at| at.and_utc())
+}
+
+pub(super) const MSG_DATE: &str =
+    "Date has wrong format. Use one of these formats instead: YYYY-MM-DD.";
+pub(super) const MSG_DATETIME: &str = "Datetime has wrong format. Use one of these formats instead: YYYY-MM-DDThh:mm[:ss[.uuuuuu]][+HH:MM|-HH:MM|Z].";
+pub(super) const MSG_URL: &str = "Enter a valid URL.";
+
+/// DRF's message for a primary key that names nothing.
+pub(super) fn no_such_pk_message(pk: i64) -> String {
+    format!("Invalid pk \"{pk}\" - object does not exist.")
+}
+
 /// Reads an optional list of integers (`ids` of `remove_contacts`).
 pub(super) fn int_list(obj: &Map<String, Value>, key: &str, errors: &mut FieldErrors) -> Vec<i64> {
-    list_of(
-        obj,
-        key,
-        errors,
-        |value| match value {
-            Value::Number(n) => n.as_i64(),
-            Value::String(s) => s.trim().parse().ok(),
-            _ => None,
-        },
-        MSG_INTEGER,
-    )
+    list_of(obj, key, errors, as_int, MSG_INTEGER)
 }
 
 /// Reads an optional list of strings (`phones`, `emails` of `remove_contacts`).
