@@ -201,7 +201,10 @@ mod tests {
         assert_eq!(m.base, c(Some("Anna"), Some("Bianchi"), None));
         assert!(m.conflicts.is_empty());
         // The mirror's own edit is left for the poller, which compares with the new base.
-        assert_eq!(mirror_edits(&m.mirror, &m.base), c(Some("Anna Maria"), None, None));
+        assert_eq!(
+            mirror_edits(&m.mirror, &m.base),
+            c(Some("Anna Maria"), None, None)
+        );
     }
 
     #[test]
@@ -234,7 +237,8 @@ mod tests {
     }
 
     fn contact() -> impl Strategy<Value = ContactFields> {
-        (opt(), opt(), opt()).prop_map(|(f, l, city)| c(f.as_deref(), l.as_deref(), city.as_deref()))
+        (opt(), opt(), opt())
+            .prop_map(|(f, l, city)| c(f.as_deref(), l.as_deref(), city.as_deref()))
     }
 
     proptest! {

@@ -75,7 +75,11 @@ fn full_path(path: &str) -> String {
 
 fn query_pairs(raw: &str) -> BTreeSet<(String, String)> {
     reqwest::Url::parse(&format!("http://x/?{raw}"))
-        .map(|u| u.query_pairs().map(|(k, v)| (k.into_owned(), v.into_owned())).collect())
+        .map(|u| {
+            u.query_pairs()
+                .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -96,7 +100,12 @@ async fn check(app: &TestApp, c: Case) -> Value {
         .iter()
         .map(|(k, v)| ((*k).to_owned(), v.clone()))
         .collect();
-    assert_eq!(query_pairs(&sent.query), expected_query, "{} query", c.action);
+    assert_eq!(
+        query_pairs(&sent.query),
+        expected_query,
+        "{} query",
+        c.action
+    );
     match &c.body {
         Some(body) => assert_eq!(&sent.body, body, "{} body", c.action),
         None => assert_eq!(sent.body, Value::Null, "{} sends no body", c.action),
@@ -216,7 +225,14 @@ async fn every_action_reaches_spoki_as_documented() {
     ));
     let list_id = list["id"].as_i64().expect("list id");
     run!(with_query(
-        case("list_lists", json!({"search": "VIP"}), "GET", "lists/", None, page),
+        case(
+            "list_lists",
+            json!({"search": "VIP"}),
+            "GET",
+            "lists/",
+            None,
+            page
+        ),
         &[("search", "VIP")]
     ));
     run!(case(
@@ -403,8 +419,14 @@ async fn every_action_reaches_spoki_as_documented() {
         has_id
     ));
     let media_id = media["id"].as_i64().expect("media id");
-    run!(case("list_media", json!({}), "GET", "media/", None, |r| page(r)
-        || array(r)));
+    run!(case(
+        "list_media",
+        json!({}),
+        "GET",
+        "media/",
+        None,
+        |r| page(r) || array(r)
+    ));
     run!(case(
         "retrieve_media",
         json!({"id": media_id}),
@@ -513,7 +535,14 @@ async fn every_action_reaches_spoki_as_documented() {
     assert!(app.sim.contact_by_phone("+393331110009").is_some());
 
     // Campaigns.
-    run!(case("list_campaigns", json!({}), "GET", "campaigns/", None, page));
+    run!(case(
+        "list_campaigns",
+        json!({}),
+        "GET",
+        "campaigns/",
+        None,
+        page
+    ));
     let campaign = run!(case(
         "update_campaign",
         json!({"id": fx.campaign_id, "name": "Autumn", "status": "Scheduled"}),
@@ -525,7 +554,14 @@ async fn every_action_reaches_spoki_as_documented() {
     assert_eq!(campaign["name"], "Autumn");
 
     // Accounts, agencies, partners, reports.
-    run!(case("list_accounts", json!({}), "GET", "accounts/", None, array));
+    run!(case(
+        "list_accounts",
+        json!({}),
+        "GET",
+        "accounts/",
+        None,
+        array
+    ));
     run!(case(
         "retrieve_account",
         json!({"id": fx.account_id}),
@@ -555,9 +591,22 @@ async fn every_action_reaches_spoki_as_documented() {
         .run_command("get_account_current_report", json!({"id": fx.account_id}))
         .await;
     assert_eq!(again["result"], first, "the report is cached");
-    run!(case("list_agencies", json!({}), "GET", "agencies/", None, array));
-    run!(case("list_partners", json!({}), "GET", "partners/", None, |r| page(r)
-        || array(r)));
+    run!(case(
+        "list_agencies",
+        json!({}),
+        "GET",
+        "agencies/",
+        None,
+        array
+    ));
+    run!(case(
+        "list_partners",
+        json!({}),
+        "GET",
+        "partners/",
+        None,
+        |r| page(r) || array(r)
+    ));
     run!(with_query(
         case(
             "list_reports",
@@ -575,8 +624,14 @@ async fn every_action_reaches_spoki_as_documented() {
     ));
 
     // Roles and invitations.
-    run!(case("list_roles", json!({}), "GET", "roles/", None, |r| page(r)
-        || array(r)));
+    run!(case(
+        "list_roles",
+        json!({}),
+        "GET",
+        "roles/",
+        None,
+        |r| page(r) || array(r)
+    ));
     let role = run!(case(
         "add_service_user",
         json!({"role": "Chat Operator", "name": "crm-bot"}),
