@@ -2,6 +2,7 @@
 //! acknowledged, the outbox, file checkpoints and rejects. Migrations are embedded.
 
 mod commands;
+mod mirror;
 mod outbox;
 
 use std::collections::{BTreeMap, HashMap};
@@ -15,6 +16,7 @@ use sqlx::sqlite::{
 use sqlx::{AssertSqlSafe, Row, SqlitePool};
 
 pub use commands::{CommandRecord, DueCommand, Outcome, STATUSES};
+pub use mirror::{MergeOutcome, PendingDelete, PollOutcome, SpokiContact, TO_MIRROR, TO_SPOKI};
 pub use outbox::OutboxRow;
 
 use crate::domain::{ContactFields, ListId, Phone};

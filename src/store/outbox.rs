@@ -8,7 +8,7 @@ use sqlx::sqlite::{SqliteConnection, SqliteRow};
 use sqlx::{AssertSqlSafe, Row};
 
 use super::{
-    Store, StoreError, fields_from_row, fields_json, now_ms, now_rfc3339, phone_from_row,
+    Store, StoreError, fields_from_row, fields_json, mirror, now_ms, now_rfc3339, phone_from_row,
     placeholders,
 };
 use crate::domain::{ContactFields, ListId, Phone};
@@ -129,13 +129,31 @@ impl Store {
         rows: &[OutboxRow],
         spoki_ids: &HashMap<Phone, i64>,
     ) -> Result<(), StoreError> {
-        let mut tx = self.begin().await?;
+        let mut tx = self.begin_quiet().await?;
         let now = now_rfc3339();
         for row in rows {
             let phone = row.phone.to_string();
             let spoki_id = spoki_ids.get(&row.phone).copied();
-            for table in ["contact_state", "contacts"] {
-                merge_contact(&mut tx, table, &phone, &row.fields, spoki_id, &now).await?;
+            let old_base = mirror::read_base(&mut tx, &phone)
+                .await?
+                .map(|(_, f)| f)
+                .unwrap_or_default();
+            let mut base = old_base.clone();
+            base.overlay(&row.fields);
+            mirror::write_row(&mut tx, "contact_state", &phone, spoki_id, &base).await?;
+            // The mirror learns the values, except where another program changed a field in
+            // the meantime: that newer value stays, and the poller sends it next.
+            let deleting: Option<(i64,)> =
+                sqlx::query_as("SELECT 1 FROM deletes WHERE phone = ? AND direction = 'to_spoki'")
+                    .bind(&phone)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            if deleting.is_none() {
+                let new_mirror = match mirror::read_mirror(&mut tx, &phone).await? {
+                    Some(m) => crate::merge::ack_into_mirror(&m, &old_base, &row.fields),
+                    None => base,
+                };
+                mirror::write_row(&mut tx, "contacts", &phone, spoki_id, &new_mirror).await?;
             }
             if !row.list.is_none() {
                 sqlx::query("INSERT OR IGNORE INTO list_members (list_id, phone) VALUES (?, ?)")
@@ -156,7 +174,7 @@ impl Store {
         .bind(&now)
         .execute(&mut *tx)
         .await?;
-        tx.commit().await?;
+        Store::commit_quiet(tx).await?;
         Ok(())
     }
 
@@ -234,51 +252,6 @@ impl Store {
 
 fn route(single: bool) -> &'static str {
     if single { "single" } else { "any" }
-}
-
-async fn merge_contact(
-    conn: &mut SqliteConnection,
-    table: &str,
-    phone: &str,
-    fields: &ContactFields,
-    spoki_id: Option<i64>,
-    now: &str,
-) -> Result<(), StoreError> {
-    let existing = sqlx::query(AssertSqlSafe(format!(
-        "SELECT first_name, last_name, email, language, custom_fields FROM {table} WHERE phone = ?"
-    )))
-    .bind(phone)
-    .fetch_optional(&mut *conn)
-    .await?;
-    let mut merged = match &existing {
-        Some(row) => fields_from_row(row)?,
-        None => ContactFields::default(),
-    };
-    merged.overlay(fields);
-    let (stamp_col, stamp_val) = if table == "contact_state" {
-        ("acked_at", now.to_string())
-    } else {
-        ("updated_at", now.to_string())
-    };
-    sqlx::query(AssertSqlSafe(format!(
-        "INSERT INTO {table} (phone, spoki_id, first_name, last_name, email, language, \
-         custom_fields, {stamp_col}) VALUES (?, ?, ?, ?, ?, ?, ?, ?) \
-         ON CONFLICT(phone) DO UPDATE SET spoki_id = COALESCE(excluded.spoki_id, spoki_id), \
-         first_name = excluded.first_name, last_name = excluded.last_name, \
-         email = excluded.email, language = excluded.language, \
-         custom_fields = excluded.custom_fields, {stamp_col} = excluded.{stamp_col}"
-    )))
-    .bind(phone)
-    .bind(spoki_id)
-    .bind(&merged.first_name)
-    .bind(&merged.last_name)
-    .bind(&merged.email)
-    .bind(&merged.language)
-    .bind(fields_json(&merged))
-    .bind(stamp_val)
-    .execute(&mut *conn)
-    .await?;
-    Ok(())
 }
 
 async fn release_one(

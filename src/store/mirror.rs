@@ -1,0 +1,741 @@
+//! Both directions between the mirror table `contacts` and Spoki (CONTRACT §4).
+//!
+//! - Other programs' edits are journaled by triggers into `mirror_changes`; `poll_mirror`
+//!   turns them into outbox writes in the transaction that consumes them.
+//! - The daemon's own writes to the mirror happen inside "quiet" transactions (a row in
+//!   `mirror_quiet` that only that transaction ever sees), so the triggers skip them: nothing
+//!   the daemon writes comes back to it as a change.
+//! - `contact_state` is the base both sides last agreed on; `merge::three_way` decides per
+//!   field what each side ends with.
+
+use std::collections::{BTreeMap, HashSet};
+
+use serde_json::Value;
+use sqlx::Row;
+use sqlx::sqlite::{SqliteConnection, SqliteRow};
+
+use super::{Store, StoreError, Tx, fields_json, now_rfc3339};
+use crate::config::ConflictWinner;
+use crate::diff;
+use crate::domain::{ContactFields, ListId, Phone};
+use crate::merge::{self, Conflict};
+use crate::normalise;
+
+/// What a poll of the mirror journal did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PollOutcome {
+    /// Journal entries consumed.
+    pub entries: u64,
+    /// Contacts with a write queued.
+    pub queued: u64,
+    pub rejected: u64,
+    /// Deletions queued for Spoki (held ones included).
+    pub deletes: u64,
+    pub held: bool,
+}
+
+/// One contact as Spoki holds it.
+#[derive(Clone, Debug)]
+pub struct SpokiContact {
+    pub phone: Phone,
+    pub spoki_id: Option<i64>,
+    pub fields: ContactFields,
+}
+
+/// What merging contacts from Spoki did.
+#[derive(Clone, Debug, Default)]
+pub struct MergeOutcome {
+    /// Mirror rows created or changed.
+    pub mirror_writes: u64,
+    /// Contacts with a mirror-won value queued for Spoki.
+    pub queued: u64,
+    pub conflicts: Vec<(Phone, Conflict)>,
+}
+
+/// A deletion waiting to be carried out.
+#[derive(Clone, Debug)]
+pub struct PendingDelete {
+    pub phone: String,
+    pub spoki_id: Option<i64>,
+}
+
+pub const TO_SPOKI: &str = "to_spoki";
+pub const TO_MIRROR: &str = "to_mirror";
+
+/// A mirror row's `custom_fields`: a JSON object of code → string (numbers and booleans are
+/// taken as their text).
+fn parse_custom(text: &str) -> Result<BTreeMap<String, String>, String> {
+    let value: Value =
+        serde_json::from_str(text).map_err(|e| format!("custom_fields is not valid JSON ({e})"))?;
+    let Value::Object(map) = value else {
+        return Err("custom_fields is not a JSON object".to_owned());
+    };
+    let mut out = BTreeMap::new();
+    for (code, v) in map {
+        let text = match v {
+            Value::String(s) => s,
+            Value::Number(n) => n.to_string(),
+            Value::Bool(b) => b.to_string(),
+            Value::Null => continue,
+            _ => return Err(format!("custom_fields.{code} is not a text value")),
+        };
+        if !text.trim().is_empty() {
+            out.insert(code, text);
+        }
+    }
+    Ok(out)
+}
+
+fn text(row: &SqliteRow, col: &str) -> Result<Option<String>, StoreError> {
+    let v: Option<String> = row.try_get(col)?;
+    Ok(v.map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()))
+}
+
+/// A mirror row as other programs left it: its fields, or why it cannot be sent.
+fn mirror_fields(row: &SqliteRow) -> Result<Result<ContactFields, String>, StoreError> {
+    let custom: String = row.try_get("custom_fields")?;
+    let custom_fields = match parse_custom(&custom) {
+        Ok(c) => c,
+        Err(reason) => return Ok(Err(reason)),
+    };
+    let email = match text(row, "email")? {
+        Some(e) => match normalise::normalise_email(&e) {
+            Some(ok) => Some(ok),
+            None => return Ok(Err(format!("email {e:?} is not a valid address"))),
+        },
+        None => None,
+    };
+    Ok(Ok(ContactFields {
+        first_name: text(row, "first_name")?,
+        last_name: text(row, "last_name")?,
+        email,
+        language: text(row, "language")?,
+        custom_fields,
+    }))
+}
+
+pub(super) async fn read_base(
+    conn: &mut SqliteConnection,
+    phone: &str,
+) -> Result<Option<(Option<i64>, ContactFields)>, StoreError> {
+    let row = sqlx::query(
+        "SELECT spoki_id, first_name, last_name, email, language, custom_fields \
+         FROM contact_state WHERE phone = ?",
+    )
+    .bind(phone)
+    .fetch_optional(&mut *conn)
+    .await?;
+    match row {
+        Some(r) => Ok(Some((r.try_get("spoki_id")?, super::fields_from_row(&r)?))),
+        None => Ok(None),
+    }
+}
+
+/// The mirror row's fields as the daemon reads them for merging (a broken `custom_fields`
+/// counts as empty: the daemon then rewrites it).
+pub(super) async fn read_mirror(
+    conn: &mut SqliteConnection,
+    phone: &str,
+) -> Result<Option<ContactFields>, StoreError> {
+    let row = sqlx::query(
+        "SELECT first_name, last_name, email, language, custom_fields FROM contacts WHERE phone = ?",
+    )
+    .bind(phone)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let Some(row) = row else { return Ok(None) };
+    let custom: String = row.try_get("custom_fields")?;
+    Ok(Some(ContactFields {
+        first_name: text(&row, "first_name")?,
+        last_name: text(&row, "last_name")?,
+        email: text(&row, "email")?,
+        language: text(&row, "language")?,
+        custom_fields: parse_custom(&custom).unwrap_or_default(),
+    }))
+}
+
+/// Writes a whole row of `table` (`contacts` or `contact_state`).
+pub(super) async fn write_row(
+    conn: &mut SqliteConnection,
+    table: &str,
+    phone: &str,
+    spoki_id: Option<i64>,
+    fields: &ContactFields,
+) -> Result<(), StoreError> {
+    let stamp = if table == "contact_state" {
+        "acked_at"
+    } else {
+        "updated_at"
+    };
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO {table} (phone, spoki_id, first_name, last_name, email, language, \
+         custom_fields, {stamp}) VALUES (?, ?, ?, ?, ?, ?, ?, ?) \
+         ON CONFLICT(phone) DO UPDATE SET spoki_id = COALESCE(excluded.spoki_id, spoki_id), \
+         first_name = excluded.first_name, last_name = excluded.last_name, \
+         email = excluded.email, language = excluded.language, \
+         custom_fields = excluded.custom_fields, {stamp} = excluded.{stamp}"
+    )))
+    .bind(phone)
+    .bind(spoki_id)
+    .bind(&fields.first_name)
+    .bind(&fields.last_name)
+    .bind(&fields.email)
+    .bind(&fields.language)
+    .bind(fields_json(fields))
+    .bind(now_rfc3339())
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// Removes every trace of a contact the daemon keeps (mirror, base, memberships).
+async fn forget_everywhere(conn: &mut SqliteConnection, phone: &str) -> Result<(), StoreError> {
+    for sql in [
+        "DELETE FROM contacts WHERE phone = ?",
+        "DELETE FROM contact_state WHERE phone = ?",
+        "DELETE FROM list_members WHERE phone = ?",
+        "DELETE FROM outbox WHERE phone = ? AND state = 'pending'",
+    ] {
+        sqlx::query(sql).bind(phone).execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+impl Store {
+    /// A write transaction whose changes to the mirror are not journaled. Finish it with
+    /// `commit_quiet`.
+    pub async fn begin_quiet(&self) -> Result<Tx, StoreError> {
+        let mut tx = self.begin().await?;
+        sqlx::query("INSERT OR IGNORE INTO mirror_quiet (k) VALUES (1)")
+            .execute(&mut *tx)
+            .await?;
+        Ok(tx)
+    }
+
+    pub async fn commit_quiet(mut tx: Tx) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM mirror_quiet")
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Turns up to `batch` journaled mirror edits into outbox writes (or rejects, or queued
+    /// deletions), and consumes them, in one transaction.
+    pub async fn poll_mirror(
+        &self,
+        batch: i64,
+        propagate_deletes: bool,
+        max_delete_share: f64,
+    ) -> Result<PollOutcome, StoreError> {
+        let mut tx = self.begin().await?;
+        let entries: Vec<(i64, String)> =
+            sqlx::query_as("SELECT seq, phone FROM mirror_changes ORDER BY seq LIMIT ?")
+                .bind(batch)
+                .fetch_all(&mut *tx)
+                .await?;
+        let Some(max_seq) = entries.last().map(|(seq, _)| *seq) else {
+            return Ok(PollOutcome::default());
+        };
+        let mut out = PollOutcome {
+            entries: entries.len() as u64,
+            ..PollOutcome::default()
+        };
+        let mut seen = HashSet::new();
+        let mut edits: Vec<(Phone, String, ContactFields)> = Vec::new();
+        let mut deletions: Vec<(String, Option<i64>)> = Vec::new();
+        for (_, phone_text) in entries {
+            if !seen.insert(phone_text.clone()) {
+                continue;
+            }
+            let row = sqlx::query("SELECT * FROM contacts WHERE phone = ?")
+                .bind(&phone_text)
+                .fetch_optional(&mut *tx)
+                .await?;
+            let base = read_base(&mut tx, &phone_text).await?;
+            let Some(row) = row else {
+                if let (true, Some((spoki_id, _))) = (propagate_deletes, base) {
+                    deletions.push((phone_text, spoki_id));
+                }
+                continue;
+            };
+            // Back (or still) in the mirror: no deletion to carry out.
+            sqlx::query("DELETE FROM deletes WHERE phone = ? AND direction = 'to_spoki'")
+                .bind(&phone_text)
+                .execute(&mut *tx)
+                .await?;
+            let phone = match Phone::from_e164(&phone_text) {
+                Some(p) if p.meets_spoki_rule() => p,
+                _ => {
+                    let reason =
+                        "phone is not in E.164 form (a + and the country code, digits only)";
+                    Store::insert_reject(&mut tx, "mirror", &phone_text, &phone_text, reason)
+                        .await?;
+                    out.rejected += 1;
+                    continue;
+                }
+            };
+            match mirror_fields(&row)? {
+                Ok(fields) => {
+                    let base_fields = base.map(|(_, f)| f).unwrap_or_default();
+                    let changed = merge::mirror_edits(&fields, &base_fields);
+                    if !changed.is_empty() {
+                        edits.push((phone, phone_text, changed));
+                    }
+                }
+                Err(reason) => {
+                    Store::insert_reject(&mut tx, "mirror", &phone_text, &phone_text, &reason)
+                        .await?;
+                    out.rejected += 1;
+                }
+            }
+        }
+        let phones: Vec<Phone> = edits.iter().map(|(p, _, _)| *p).collect();
+        let known = Store::known(&mut tx, ListId::NONE, &phones).await?;
+        let mut codes = Vec::new();
+        for (phone, key, changed) in edits {
+            let k = known.get(&phone).cloned().unwrap_or_default();
+            let write = diff::changes(&k.effective, &changed);
+            if write.is_empty() {
+                continue;
+            }
+            codes.extend(write.custom_fields.keys().map(|c| (c.clone(), c.clone())));
+            Store::put_pending(
+                &mut tx,
+                phone,
+                ListId::NONE,
+                &write,
+                k.pending_here.as_ref(),
+                "mirror",
+                &key,
+            )
+            .await?;
+            out.queued += 1;
+        }
+        Store::want_custom_fields(&mut tx, &codes).await?;
+        if !deletions.is_empty() {
+            out.deletes = deletions.len() as u64;
+            // The whole cycle counts, not just this batch: every journaled deletion of a
+            // contact Spoki knows.
+            let (cycle,): (i64,) = sqlx::query_as(
+                "SELECT COUNT(DISTINCT mc.phone) FROM mirror_changes mc \
+                 JOIN contact_state cs ON cs.phone = mc.phone \
+                 WHERE mc.op = 'D' AND NOT EXISTS (SELECT 1 FROM contacts c WHERE c.phone = mc.phone)",
+            )
+            .fetch_one(&mut *tx)
+            .await?;
+            let count = deletions.len().max(usize::try_from(cycle).unwrap_or(0));
+            out.held = hold_deletes(&mut tx, TO_SPOKI, count, max_delete_share).await?;
+            let state = if out.held { "held" } else { "ready" };
+            for (phone, spoki_id) in deletions {
+                queue_delete(&mut tx, &phone, TO_SPOKI, spoki_id, state).await?;
+            }
+        }
+        sqlx::query("DELETE FROM mirror_changes WHERE seq <= ?")
+            .bind(max_seq)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(out)
+    }
+
+    /// Merges contacts as Spoki holds them into the mirror and the base, field by field
+    /// (`merge::three_way`); values the mirror wins are queued for Spoki. One quiet
+    /// transaction.
+    pub async fn merge_from_spoki(
+        &self,
+        contacts: &[SpokiContact],
+        winner: ConflictWinner,
+    ) -> Result<MergeOutcome, StoreError> {
+        let mut out = MergeOutcome::default();
+        let mut tx = self.begin_quiet().await?;
+        let phones: Vec<Phone> = contacts.iter().map(|c| c.phone).collect();
+        let known = Store::known(&mut tx, ListId::NONE, &phones).await?;
+        let mut codes = Vec::new();
+        for c in contacts {
+            let phone = c.phone.to_string();
+            let held_delete: Option<(i64,)> =
+                sqlx::query_as("SELECT 1 FROM deletes WHERE phone = ? AND direction = 'to_spoki'")
+                    .bind(&phone)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            if held_delete.is_some() {
+                // Deleted from the mirror and about to be deleted in Spoki: leave it gone.
+                continue;
+            }
+            let base = read_base(&mut tx, &phone).await?;
+            let mirror = read_mirror(&mut tx, &phone).await?;
+            let base_fields = base.as_ref().map(|(_, f)| f.clone()).unwrap_or_default();
+            let merged = match &mirror {
+                Some(m) => merge::three_way(&base_fields, m, &c.fields, winner),
+                // Not in the mirror: a contact new to us, or one deleted from the mirror while
+                // deletes do not propagate. Only a change in Spoki brings it back.
+                None => {
+                    if base.is_some() && diff::changes(&base_fields, &c.fields).is_empty() {
+                        write_row(&mut tx, "contact_state", &phone, c.spoki_id, &base_fields)
+                            .await?;
+                        continue;
+                    }
+                    merge::three_way(&base_fields, &base_fields, &c.fields, winner)
+                }
+            };
+            if mirror.as_ref() != Some(&merged.mirror) {
+                write_row(&mut tx, "contacts", &phone, c.spoki_id, &merged.mirror).await?;
+                out.mirror_writes += 1;
+            } else if c.spoki_id.is_some() {
+                sqlx::query(
+                    "UPDATE contacts SET spoki_id = ? WHERE phone = ? AND spoki_id IS NOT ?",
+                )
+                .bind(c.spoki_id)
+                .bind(&phone)
+                .bind(c.spoki_id)
+                .execute(&mut *tx)
+                .await?;
+            }
+            write_row(&mut tx, "contact_state", &phone, c.spoki_id, &merged.base).await?;
+            for conflict in &merged.conflicts {
+                out.conflicts.push((c.phone, conflict.clone()));
+            }
+            if winner == ConflictWinner::Spoki {
+                // A mirror edit still waiting to be sent lost to Spoki's value: drop it.
+                strip_pending(&mut tx, &phone, &merged.conflicts).await?;
+            }
+            if !merged.to_spoki.is_empty() {
+                let k = known.get(&c.phone).cloned().unwrap_or_default();
+                let write = diff::changes(&merged.base, &merged.to_spoki);
+                if !write.is_empty() {
+                    codes.extend(write.custom_fields.keys().map(|c| (c.clone(), c.clone())));
+                    Store::put_pending(
+                        &mut tx,
+                        c.phone,
+                        ListId::NONE,
+                        &write,
+                        k.pending_here.as_ref(),
+                        "merge",
+                        &phone,
+                    )
+                    .await?;
+                    out.queued += 1;
+                }
+            }
+        }
+        Store::want_custom_fields(&mut tx, &codes).await?;
+        Store::commit_quiet(tx).await?;
+        Ok(out)
+    }
+
+    /// A contact deleted in Spoki (webhook): gone from the mirror and the base at once.
+    pub async fn forget_deleted_in_spoki(&self, phone: &str) -> Result<bool, StoreError> {
+        let mut tx = self.begin_quiet().await?;
+        let existed = read_base(&mut tx, phone).await?.is_some()
+            || read_mirror(&mut tx, phone).await?.is_some();
+        forget_everywhere(&mut tx, phone).await?;
+        sqlx::query("DELETE FROM deletes WHERE phone = ?")
+            .bind(phone)
+            .execute(&mut *tx)
+            .await?;
+        Store::commit_quiet(tx).await?;
+        Ok(existed)
+    }
+
+    /// Base contacts a complete pull did not see, acknowledged before the pull began: they
+    /// are gone from Spoki. Queued as deletions from the mirror (held when too many).
+    pub async fn queue_missing_after_pull(
+        &self,
+        seen: &HashSet<Phone>,
+        pull_started: &str,
+        max_delete_share: f64,
+    ) -> Result<(u64, bool), StoreError> {
+        let rows: Vec<(String,)> =
+            sqlx::query_as("SELECT phone FROM contact_state WHERE acked_at < ?")
+                .bind(pull_started)
+                .fetch_all(&self.pool)
+                .await?;
+        let missing: Vec<String> = rows
+            .into_iter()
+            .map(|(p,)| p)
+            .filter(|p| Phone::from_e164(p).is_none_or(|ph| !seen.contains(&ph)))
+            .collect();
+        if missing.is_empty() {
+            return Ok((0, false));
+        }
+        let mut tx = self.begin().await?;
+        let held = hold_deletes(&mut tx, TO_MIRROR, missing.len(), max_delete_share).await?;
+        let state = if held { "held" } else { "ready" };
+        for phone in &missing {
+            queue_delete(&mut tx, phone, TO_MIRROR, None, state).await?;
+        }
+        tx.commit().await?;
+        Ok((missing.len() as u64, held))
+    }
+
+    /// Deletions ready to carry out in one direction, oldest first.
+    pub async fn ready_deletes(
+        &self,
+        direction: &str,
+        limit: i64,
+    ) -> Result<Vec<PendingDelete>, StoreError> {
+        let rows: Vec<(String, Option<i64>)> = sqlx::query_as(
+            "SELECT phone, spoki_id FROM deletes WHERE direction = ? AND state = 'ready' \
+             ORDER BY created_at LIMIT ?",
+        )
+        .bind(direction)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(phone, spoki_id)| PendingDelete { phone, spoki_id })
+            .collect())
+    }
+
+    /// A deletion done: the contact leaves the mirror, the base and the delete queue.
+    pub async fn finish_delete(&self, phone: &str, direction: &str) -> Result<(), StoreError> {
+        let mut tx = self.begin_quiet().await?;
+        forget_everywhere(&mut tx, phone).await?;
+        sqlx::query("DELETE FROM deletes WHERE phone = ? AND direction = ?")
+            .bind(phone)
+            .bind(direction)
+            .execute(&mut *tx)
+            .await?;
+        Store::commit_quiet(tx).await?;
+        Ok(())
+    }
+
+    /// A deletion that cannot happen (Spoki refused it): dropped from the queue, recorded as a
+    /// reject.
+    pub async fn reject_delete(
+        &self,
+        phone: &str,
+        direction: &str,
+        reason: &str,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.begin().await?;
+        sqlx::query("DELETE FROM deletes WHERE phone = ? AND direction = ?")
+            .bind(phone)
+            .bind(direction)
+            .execute(&mut *tx)
+            .await?;
+        Store::insert_reject(&mut tx, "mirror-delete", phone, phone, reason).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Held deletions by direction.
+    pub async fn held_deletes(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        Ok(sqlx::query_as(
+            "SELECT direction, COUNT(*) FROM deletes WHERE state = 'held' GROUP BY direction",
+        )
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// Confirms (held → ready) or cancels (dropped) every held deletion; returns how many.
+    pub async fn settle_held_deletes(&self, confirm: bool) -> Result<u64, StoreError> {
+        let sql = if confirm {
+            "UPDATE deletes SET state = 'ready' WHERE state = 'held'"
+        } else {
+            "DELETE FROM deletes WHERE state = 'held'"
+        };
+        Ok(sqlx::query(sql).execute(&self.pool).await?.rows_affected())
+    }
+
+    /// Records a webhook delivery id; false when it was seen before (apply nothing twice).
+    pub async fn first_delivery(
+        conn: &mut SqliteConnection,
+        source: &str,
+        id: &str,
+    ) -> Result<bool, StoreError> {
+        let inserted = sqlx::query(
+            "INSERT INTO webhook_seen (source, id, received_at) VALUES (?, ?, ?) \
+             ON CONFLICT(source, id) DO NOTHING",
+        )
+        .bind(source)
+        .bind(id)
+        .bind(now_rfc3339())
+        .execute(&mut *conn)
+        .await?
+        .rows_affected();
+        Ok(inserted == 1)
+    }
+
+    /// Rows in the mirror table (tests and status).
+    pub async fn mirror_row(
+        &self,
+        phone: &str,
+    ) -> Result<Option<(Option<i64>, ContactFields)>, StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        let spoki_id: Option<(Option<i64>,)> =
+            sqlx::query_as("SELECT spoki_id FROM contacts WHERE phone = ?")
+                .bind(phone)
+                .fetch_optional(&mut *conn)
+                .await?;
+        let fields = read_mirror(&mut conn, phone).await?;
+        Ok(fields.map(|f| (spoki_id.and_then(|(id,)| id), f)))
+    }
+
+    /// Journal entries not yet consumed.
+    pub async fn mirror_backlog(&self) -> Result<i64, StoreError> {
+        let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM mirror_changes")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(n)
+    }
+}
+
+/// Whether a cycle's `count` deletions in `direction` must wait for confirmation: more than
+/// `share` of the known contacts, or earlier ones are already held.
+async fn hold_deletes(
+    conn: &mut SqliteConnection,
+    direction: &str,
+    count: usize,
+    share: f64,
+) -> Result<bool, StoreError> {
+    let (known,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM contact_state")
+        .fetch_one(&mut *conn)
+        .await?;
+    let (held, queued): (i64, i64) = sqlx::query_as(
+        "SELECT COALESCE(SUM(state = 'held'), 0), COUNT(*) FROM deletes WHERE direction = ?",
+    )
+    .bind(direction)
+    .fetch_one(&mut *conn)
+    .await?;
+    let total = count as f64 + queued as f64;
+    Ok(held > 0 || total > share * known.max(1) as f64)
+}
+
+async fn queue_delete(
+    conn: &mut SqliteConnection,
+    phone: &str,
+    direction: &str,
+    spoki_id: Option<i64>,
+    state: &str,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO deletes (phone, direction, spoki_id, state, created_at) \
+         VALUES (?, ?, ?, ?, ?) ON CONFLICT(phone, direction) DO NOTHING",
+    )
+    .bind(phone)
+    .bind(direction)
+    .bind(spoki_id)
+    .bind(state)
+    .bind(now_rfc3339())
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// Removes the conflicting fields from the contact's pending (not in-flight) outbox rows.
+async fn strip_pending(
+    conn: &mut SqliteConnection,
+    phone: &str,
+    conflicts: &[Conflict],
+) -> Result<(), StoreError> {
+    if conflicts.is_empty() {
+        return Ok(());
+    }
+    let rows = sqlx::query(
+        "SELECT id, first_name, last_name, email, language, custom_fields FROM outbox \
+         WHERE phone = ? AND state = 'pending'",
+    )
+    .bind(phone)
+    .fetch_all(&mut *conn)
+    .await?;
+    for row in rows {
+        let id: i64 = row.try_get("id")?;
+        let mut fields = super::fields_from_row(&row)?;
+        for c in conflicts {
+            match &c.field {
+                merge::Field::FirstName => fields.first_name = None,
+                merge::Field::LastName => fields.last_name = None,
+                merge::Field::Email => fields.email = None,
+                merge::Field::Language => fields.language = None,
+                merge::Field::Custom(code) => {
+                    fields.custom_fields.remove(code);
+                }
+            }
+        }
+        sqlx::query(
+            "UPDATE outbox SET first_name = ?, last_name = ?, email = ?, language = ?, \
+             custom_fields = ? WHERE id = ?",
+        )
+        .bind(&fields.first_name)
+        .bind(&fields.last_name)
+        .bind(&fields.email)
+        .bind(&fields.language)
+        .bind(fields_json(&fields))
+        .bind(id)
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn store() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().expect("dir");
+        let store = Store::open(&dir.path().join("t.db")).await.expect("open");
+        (dir, store)
+    }
+
+    #[tokio::test]
+    async fn other_programs_edits_are_journaled_and_the_daemons_are_not() {
+        let (_dir, store) = store().await;
+        sqlx::query("INSERT INTO contacts (phone, first_name) VALUES ('+393331234567', 'Anna')")
+            .execute(store.pool())
+            .await
+            .expect("insert");
+        sqlx::query("UPDATE contacts SET first_name = 'Anna Maria' WHERE phone = '+393331234567'")
+            .execute(store.pool())
+            .await
+            .expect("update");
+        assert_eq!(
+            store.mirror_backlog().await.expect("backlog"),
+            3,
+            "I, U and the touch U"
+        );
+        let mut tx = store.begin_quiet().await.expect("quiet");
+        write_row(
+            &mut tx,
+            "contacts",
+            "+393337654321",
+            Some(7),
+            &ContactFields::default(),
+        )
+        .await
+        .expect("write");
+        Store::commit_quiet(tx).await.expect("commit");
+        assert_eq!(store.mirror_backlog().await.expect("backlog"), 3);
+        let (quiet,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM mirror_quiet")
+            .fetch_one(store.pool())
+            .await
+            .expect("count");
+        assert_eq!(quiet, 0, "the quiet marker never outlives its transaction");
+        let out = store.poll_mirror(1000, false, 0.1).await.expect("poll");
+        assert_eq!(out.queued, 1);
+        assert_eq!(store.mirror_backlog().await.expect("backlog"), 0);
+    }
+
+    #[tokio::test]
+    async fn bad_mirror_rows_become_rejects() {
+        let (_dir, store) = store().await;
+        for sql in [
+            "INSERT INTO contacts (phone, first_name) VALUES ('333 1234567', 'x')",
+            "INSERT INTO contacts (phone, email) VALUES ('+393331234567', 'not an email')",
+            "INSERT INTO contacts (phone, custom_fields) VALUES ('+393331234568', '[1]')",
+        ] {
+            sqlx::query(sql)
+                .execute(store.pool())
+                .await
+                .expect("insert");
+        }
+        let out = store.poll_mirror(1000, false, 0.1).await.expect("poll");
+        assert_eq!(out.rejected, 3);
+        assert_eq!(out.queued, 0);
+        let rejects = store.rejects(10).await.expect("rejects");
+        assert!(rejects.iter().all(|r| r.source == "mirror"));
+    }
+}
