@@ -14,12 +14,14 @@ use tokio_util::task::TaskTracker;
 use crate::admin::{self, AdminState};
 use crate::commands::{CommandWorker, Commands, WorkerSettings};
 use crate::config::Settings;
+use crate::mirror::{Mirror, MirrorSettings};
 use crate::normalise;
 use crate::outbound::batcher::{Batcher, BatcherSettings};
 use crate::outbound::limits::Budgets;
 use crate::sources::inbox::{Inbox, InboxSettings};
 use crate::spoki::SpokiClient;
 use crate::store::Store;
+use crate::webhooks::{self, WebhookState};
 
 /// How long requests in flight get to finish at shutdown (within systemd's 10 s promise).
 pub const DRAIN: Duration = Duration::from_secs(7);
@@ -31,7 +33,10 @@ pub struct App {
     pub budgets: Budgets,
     pub commands: Commands,
     worker: CommandWorker,
+    pub mirror: Mirror,
     admin_listener: tokio::net::TcpListener,
+    webhooks_listener: tokio::net::TcpListener,
+    webhooks: WebhookState,
     wake: Arc<Notify>,
 }
 
@@ -76,6 +81,13 @@ impl App {
         );
         batcher.restore_budget_marks().await?;
         batcher.hold_after_crash(&recovered);
+        let mirror = Mirror::new(
+            store.clone(),
+            client.clone(),
+            budgets.clone(),
+            MirrorSettings::from_settings(&settings),
+            wake.clone(),
+        );
         let command_wake = Arc::new(Notify::new());
         let commands = Commands::new(store.clone(), command_wake.clone());
         let worker = CommandWorker::new(
@@ -97,6 +109,28 @@ impl App {
                     settings.admin.listen
                 )
             })?;
+        let webhooks_listener = tokio::net::TcpListener::bind(settings.webhooks.listen)
+            .await
+            .with_context(|| {
+                format!(
+                    "cannot listen on webhooks.listen {} for webhooks",
+                    settings.webhooks.listen
+                )
+            })?;
+        let contacts_key = match &settings.webhooks.secret {
+            Some(secret) => Some(Arc::new(
+                webhooks::decode_whsec(secret).map_err(anyhow::Error::msg)?,
+            )),
+            None => None,
+        };
+        let webhooks = WebhookState {
+            store: store.clone(),
+            contacts_key,
+            spoki_key: settings.webhooks.spoki_secret.clone(),
+            region: settings.csv.default_region,
+            winner: settings.mirror.conflict_winner,
+            batcher_wake: wake.clone(),
+        };
         admin::metrics::handle();
         Ok(App {
             settings,
@@ -105,9 +139,17 @@ impl App {
             budgets,
             commands,
             worker,
+            mirror,
             admin_listener,
+            webhooks_listener,
+            webhooks,
             wake,
         })
+    }
+
+    /// Where the webhook receiver listens.
+    pub fn webhooks_addr(&self) -> std::io::Result<std::net::SocketAddr> {
+        self.webhooks_listener.local_addr()
     }
 
     /// Where the admin API listens (useful when `admin.listen` asked for port 0).
@@ -142,7 +184,15 @@ impl App {
             .token
             .clone()
             .context("admin.token is required")?;
-        let admin_state = AdminState::new(self.store.clone(), self.commands.clone(), &token);
+        tracker.spawn(self.mirror.clone().run_poller(sources.clone()));
+        tracker.spawn(self.mirror.clone().run_puller(sources.clone()));
+        tracker.spawn(self.mirror.clone().run_deleter(outbound.clone()));
+        let admin_state = AdminState::new(
+            self.store.clone(),
+            self.commands.clone(),
+            self.mirror.clone(),
+            &token,
+        );
         let admin_stop = sources.clone();
         let admin_addr = self.admin_listener.local_addr().ok();
         let admin_server = axum::serve(self.admin_listener, admin::router(admin_state))
@@ -152,11 +202,21 @@ impl App {
                 tracing::error!(%error, "the admin API stopped");
             }
         });
+        let hooks_stop = sources.clone();
+        let hooks_addr = self.webhooks_listener.local_addr().ok();
+        let hooks_server = axum::serve(self.webhooks_listener, webhooks::router(self.webhooks))
+            .with_graceful_shutdown(async move { hooks_stop.cancelled().await });
+        tracker.spawn(async move {
+            if let Err(error) = hooks_server.await {
+                tracing::error!(%error, "the webhook receiver stopped");
+            }
+        });
         tracing::info!(
             inbox = %self.settings.csv.inbox.display(),
             database = %self.settings.storage.database.display(),
             spoki = %self.settings.spoki.base_url,
             admin = ?admin_addr,
+            webhooks = ?hooks_addr,
             "spoki-sync is running"
         );
 

@@ -22,6 +22,7 @@ use subtle::ConstantTimeEq;
 
 use crate::commands::{Commands, SubmitError};
 use crate::config::Secret;
+use crate::mirror::Mirror;
 use crate::store::{STATUSES, Store, StoreError};
 
 /// Most rows a list route returns when no `limit` is given, and at most.
@@ -32,6 +33,7 @@ const MAX_LIMIT: i64 = 1000;
 pub struct AdminState {
     store: Store,
     commands: Commands,
+    mirror: Mirror,
     /// SHA-256 of the token: comparing digests takes the same time whatever the length of
     /// the token offered.
     token_digest: Arc<[u8; 32]>,
@@ -39,10 +41,11 @@ pub struct AdminState {
 }
 
 impl AdminState {
-    pub fn new(store: Store, commands: Commands, token: &Secret) -> AdminState {
+    pub fn new(store: Store, commands: Commands, mirror: Mirror, token: &Secret) -> AdminState {
         AdminState {
             store,
             commands,
+            mirror,
             token_digest: Arc::new(digest(token.expose())),
             started: Instant::now(),
         }
@@ -62,6 +65,8 @@ pub fn router(state: AdminState) -> Router {
         .route("/v1/commands/{id}", get(get_command))
         .route("/v1/rejects", get(rejects))
         .route("/v1/sync/pull", post(pull))
+        .route("/v1/sync/deletes/confirm", post(confirm_deletes))
+        .route("/v1/sync/deletes/cancel", post(cancel_deletes))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(state.clone(), require_token))
@@ -171,6 +176,14 @@ async fn status(State(state): State<AdminState>) -> Result<Json<Value>, ApiError
         .map(|s| ((*s).to_owned(), Value::from(count(s))))
         .collect();
     let failed = state.store.commands(Some("failed"), 5).await?;
+    let held: serde_json::Map<String, Value> = state
+        .store
+        .held_deletes()
+        .await?
+        .into_iter()
+        .map(|(direction, n)| (direction, Value::from(n)))
+        .collect();
+    let mirror_backlog = state.store.mirror_backlog().await?;
     Ok(Json(json!({
         "version": env!("CARGO_PKG_VERSION"),
         "uptime_seconds": state.started.elapsed().as_secs(),
@@ -186,6 +199,8 @@ async fn status(State(state): State<AdminState>) -> Result<Json<Value>, ApiError
         "files_failed": counts.files_failed,
         "last_push_at": counts.last_push_at,
         "last_pull_at": counts.last_pull_at,
+        "mirror_backlog": mirror_backlog,
+        "deletes_held": held,
     })))
 }
 
@@ -279,9 +294,30 @@ async fn rejects(
     Ok(Json(json!({ "rejects": rejects })))
 }
 
-async fn pull() -> ApiError {
-    ApiError::new(
-        StatusCode::NOT_IMPLEMENTED,
-        "the pull from Spoki into the mirror is not built yet",
+async fn pull(State(state): State<AdminState>) -> Response {
+    state.mirror.pull_now.notify_one();
+    (
+        StatusCode::ACCEPTED,
+        Json(json!({"status": "pull started"})),
     )
+        .into_response()
+}
+
+async fn confirm_deletes(State(state): State<AdminState>) -> Result<Json<Value>, ApiError> {
+    let n = state.store.settle_held_deletes(true).await?;
+    tracing::warn!(
+        deletions = n,
+        "held deletions confirmed through the admin API"
+    );
+    state.mirror.deletes_wake.notify_one();
+    Ok(Json(json!({ "confirmed": n })))
+}
+
+async fn cancel_deletes(State(state): State<AdminState>) -> Result<Json<Value>, ApiError> {
+    let n = state.store.settle_held_deletes(false).await?;
+    tracing::warn!(
+        deletions = n,
+        "held deletions cancelled through the admin API"
+    );
+    Ok(Json(json!({ "cancelled": n })))
 }

@@ -559,6 +559,30 @@ impl Store {
         Ok(inserted == 1)
     }
 
+    /// Whether a webhook delivery id was applied before.
+    pub async fn delivery_seen(&self, source: &str, id: &str) -> Result<bool, StoreError> {
+        let row: Option<(i64,)> =
+            sqlx::query_as("SELECT 1 FROM webhook_seen WHERE source = ? AND id = ?")
+                .bind(source)
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(row.is_some())
+    }
+
+    /// The phone of the contact Spoki knows by `id`.
+    pub async fn phone_by_spoki_id(&self, id: i64) -> Result<Option<String>, StoreError> {
+        let row: Option<(String,)> = sqlx::query_as(
+            "SELECT phone FROM contact_state WHERE spoki_id = ? \
+             UNION SELECT phone FROM contacts WHERE spoki_id = ? LIMIT 1",
+        )
+        .bind(id)
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|(p,)| p))
+    }
+
     /// Rows in the mirror table (tests and status).
     pub async fn mirror_row(
         &self,

@@ -1,0 +1,498 @@
+//! The webhook receiver on `webhooks.listen` (CONTRACT §7):
+//! - `POST /webhooks/contacts`: contacts from other systems, signed per Standard Webhooks;
+//!   202 only once they are durably queued, each `webhook-id` applied once.
+//! - `POST /webhooks/spoki`: Spoki's own events, signed with `X-Spoki-Signature`, each
+//!   `event_uuid` applied once; contact events update the mirror.
+//!
+//! Signatures are checked on the raw body, in constant time, with a 300 s tolerance. Nothing
+//! is stored for a request that fails a check.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Json, Router};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
+use hmac::{Hmac, Mac};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use sha2::Sha256;
+use subtle::ConstantTimeEq;
+use tokio::sync::Notify;
+
+use crate::config::{ConflictWinner, Secret};
+use crate::diff;
+use crate::domain::{ContactFields, ListId, Phone};
+use crate::mirror::{report_conflicts, spoki_contact};
+use crate::normalise::{self, DefaultRegion};
+use crate::spoki::ContactRecord;
+use crate::store::{Store, StoreError};
+
+/// How far a signed timestamp may be from now.
+pub const TOLERANCE_SECS: i64 = 300;
+
+type HmacSha256 = Hmac<Sha256>;
+
+#[derive(Clone)]
+pub struct WebhookState {
+    pub store: Store,
+    /// The decoded key of `webhooks.secret`; `None`: `/webhooks/contacts` answers 404.
+    pub contacts_key: Option<Arc<Vec<u8>>>,
+    /// `webhooks.spoki_secret`; `None`: `/webhooks/spoki` answers 404.
+    pub spoki_key: Option<Secret>,
+    pub region: DefaultRegion,
+    pub winner: ConflictWinner,
+    pub batcher_wake: Arc<Notify>,
+}
+
+/// The key of a Standard Webhooks secret: the base64 after `whsec_`.
+///
+/// # Errors
+/// A secret that is not `whsec_<base64>`; the text never includes the secret.
+pub fn decode_whsec(secret: &Secret) -> Result<Vec<u8>, String> {
+    let text = secret.expose().trim();
+    let b64 = text.strip_prefix("whsec_").unwrap_or(text);
+    B64.decode(b64)
+        .map_err(|_| "webhooks.secret: must be whsec_ followed by base64".to_owned())
+}
+
+pub fn router(state: WebhookState) -> Router {
+    Router::new()
+        .route("/webhooks/contacts", post(contacts))
+        .route("/webhooks/spoki", post(spoki))
+        .fallback(|| async { error(StatusCode::NOT_FOUND, "no such route") })
+        .with_state(state)
+}
+
+fn error(status: StatusCode, message: impl Into<String>) -> Response {
+    (status, Json(json!({ "error": message.into() }))).into_response()
+}
+
+fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+}
+
+fn now_secs() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+fn fresh(ts: i64) -> bool {
+    (now_secs() - ts).abs() <= TOLERANCE_SECS
+}
+
+/// Standard Webhooks: `v1,<base64 HMAC-SHA256(key, "<id>.<timestamp>.<body>")>`, possibly
+/// several space-separated signatures, any of which may match.
+pub fn verify_standard(key: &[u8], headers: &HeaderMap, body: &[u8]) -> Result<String, String> {
+    let id = header(headers, "webhook-id").ok_or("missing webhook-id")?;
+    let ts_text = header(headers, "webhook-timestamp").ok_or("missing webhook-timestamp")?;
+    let signatures = header(headers, "webhook-signature").ok_or("missing webhook-signature")?;
+    let ts: i64 = ts_text.parse().map_err(|_| "bad webhook-timestamp")?;
+    if !fresh(ts) {
+        return Err("webhook-timestamp is outside the 5-minute tolerance".to_owned());
+    }
+    let mut mac = HmacSha256::new_from_slice(key).map_err(|_| "unusable key")?;
+    mac.update(id.as_bytes());
+    mac.update(b".");
+    mac.update(ts_text.as_bytes());
+    mac.update(b".");
+    mac.update(body);
+    let expected = B64.encode(mac.finalize().into_bytes());
+    let matched = signatures.split_whitespace().any(|sig| {
+        sig.strip_prefix("v1,")
+            .is_some_and(|s| bool::from(s.as_bytes().ct_eq(expected.as_bytes())))
+    });
+    if matched {
+        Ok(id.to_owned())
+    } else {
+        Err("signature does not match".to_owned())
+    }
+}
+
+/// Spoki: `X-Spoki-Signature: t=<unix seconds>,v2=<hex HMAC-SHA256(secret, "<t>.<body>")>`.
+pub fn verify_spoki(secret: &[u8], headers: &HeaderMap, body: &[u8]) -> Result<(), String> {
+    let value = header(headers, "x-spoki-signature").ok_or("missing X-Spoki-Signature")?;
+    let mut t = None;
+    let mut v2 = Vec::new();
+    for part in value.split(',') {
+        match part.trim().split_once('=') {
+            Some(("t", x)) => t = Some(x),
+            Some(("v2", x)) => v2.push(x),
+            _ => {}
+        }
+    }
+    let t_text = t.ok_or("X-Spoki-Signature has no t=")?;
+    let ts: i64 = t_text.parse().map_err(|_| "bad t= in X-Spoki-Signature")?;
+    if !fresh(ts) {
+        return Err("X-Spoki-Signature timestamp is outside the 300 s tolerance".to_owned());
+    }
+    let mut mac = HmacSha256::new_from_slice(secret).map_err(|_| "unusable key")?;
+    mac.update(t_text.as_bytes());
+    mac.update(b".");
+    mac.update(body);
+    let expected: String = mac
+        .finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    if v2.iter().any(|sig| {
+        bool::from(
+            sig.to_ascii_lowercase()
+                .as_bytes()
+                .ct_eq(expected.as_bytes()),
+        )
+    }) {
+        Ok(())
+    } else {
+        Err("signature does not match".to_owned())
+    }
+}
+
+#[derive(Deserialize)]
+struct ContactsBody {
+    contacts: Vec<IncomingContact>,
+    #[serde(default)]
+    list_id: Option<i64>,
+}
+
+#[derive(Deserialize)]
+struct IncomingContact {
+    #[serde(default)]
+    phone: Option<String>,
+    #[serde(default)]
+    first_name: Option<String>,
+    #[serde(default)]
+    last_name: Option<String>,
+    #[serde(default)]
+    email: Option<String>,
+    #[serde(default)]
+    language: Option<String>,
+    #[serde(default)]
+    custom_fields: BTreeMap<String, Value>,
+}
+
+fn clean(v: Option<String>) -> Option<String> {
+    v.map(|s| s.trim().to_owned()).filter(|s| !s.is_empty())
+}
+
+async fn contacts(State(state): State<WebhookState>, headers: HeaderMap, body: Bytes) -> Response {
+    let Some(key) = &state.contacts_key else {
+        return error(StatusCode::NOT_FOUND, "webhooks.secret is not configured");
+    };
+    let id = match verify_standard(key, &headers, &body) {
+        Ok(id) => id,
+        Err(reason) => {
+            tracing::warn!(%reason, "contacts webhook refused");
+            return error(StatusCode::UNAUTHORIZED, reason);
+        }
+    };
+    let parsed: ContactsBody = match serde_json::from_slice(&body) {
+        Ok(b) => b,
+        Err(e) => return error(StatusCode::BAD_REQUEST, format!("malformed body: {e}")),
+    };
+    let list = match parsed.list_id {
+        None => ListId::NONE,
+        Some(n) if n > 0 => ListId(n),
+        Some(n) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("list_id {n} is not a list id"),
+            );
+        }
+    };
+    match queue_contacts(&state, &id, list, parsed.contacts).await {
+        Ok(Some(summary)) => {
+            state.batcher_wake.notify_one();
+            (StatusCode::ACCEPTED, Json(summary)).into_response()
+        }
+        Ok(None) => (
+            StatusCode::OK,
+            Json(json!({"status": "duplicate", "webhook_id": id})),
+        )
+            .into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot queue webhook contacts");
+            error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "cannot store the contacts now; retry",
+            )
+        }
+    }
+}
+
+/// Queues the delivery's contacts in one transaction with its id; `None` when that id was
+/// applied before.
+async fn queue_contacts(
+    state: &WebhookState,
+    id: &str,
+    list: ListId,
+    contacts: Vec<IncomingContact>,
+) -> Result<Option<Value>, StoreError> {
+    let mut tx = state.store.begin().await?;
+    if !Store::first_delivery(&mut tx, "contacts", id).await? {
+        return Ok(None);
+    }
+    let mut merged: Vec<(Phone, ContactFields, String)> = Vec::new();
+    let mut rejected = Vec::new();
+    for (i, c) in contacts.into_iter().enumerate() {
+        let key = format!("{id}#{i}");
+        let raw = c.phone.clone().unwrap_or_default();
+        let phone = match normalise::parse_phone(&raw, state.region) {
+            Ok(p) => p,
+            Err(issue) => {
+                Store::insert_reject(&mut tx, "webhook", &key, &raw, &issue.to_string()).await?;
+                rejected.push(json!({"index": i, "phone": raw, "reason": issue.to_string()}));
+                continue;
+            }
+        };
+        let email = match clean(c.email) {
+            Some(e) => match normalise::normalise_email(&e) {
+                Some(ok) => Some(ok),
+                None => {
+                    let reason = normalise::RowIssue::InvalidEmail.to_string();
+                    Store::insert_reject(&mut tx, "webhook", &key, &raw, &reason).await?;
+                    rejected.push(json!({"index": i, "phone": raw, "reason": reason}));
+                    continue;
+                }
+            },
+            None => None,
+        };
+        let custom_fields = c
+            .custom_fields
+            .into_iter()
+            .filter_map(|(code, v)| {
+                let text = match v {
+                    Value::String(s) => s,
+                    Value::Number(n) => n.to_string(),
+                    Value::Bool(b) => b.to_string(),
+                    _ => return None,
+                };
+                let code = normalise::custom_field_code(&code);
+                (!code.is_empty() && !text.trim().is_empty())
+                    .then(|| (code, text.trim().to_owned()))
+            })
+            .collect();
+        let fields = ContactFields {
+            first_name: clean(c.first_name),
+            last_name: clean(c.last_name),
+            email,
+            language: clean(c.language),
+            custom_fields,
+        };
+        // Repeats of a phone in one delivery merge, the later value winning.
+        match merged.iter_mut().find(|(p, _, _)| *p == phone) {
+            Some((_, existing, _)) => existing.overlay(&fields),
+            None => merged.push((phone, fields, key)),
+        }
+    }
+    let phones: Vec<Phone> = merged.iter().map(|(p, _, _)| *p).collect();
+    let known = Store::known(&mut tx, list, &phones).await?;
+    let (mut queued, mut unchanged) = (0u64, 0u64);
+    let mut codes = Vec::new();
+    for (phone, fields, key) in merged {
+        let k = known.get(&phone).cloned().unwrap_or_default();
+        let mut write = diff::changes(&k.effective, &fields);
+        if write.is_empty() && (list.is_none() || k.member) {
+            unchanged += 1;
+            continue;
+        }
+        if write.is_empty() {
+            // Only the list membership is new: send the phone alone.
+            write = ContactFields::default();
+        }
+        codes.extend(write.custom_fields.keys().map(|c| (c.clone(), c.clone())));
+        Store::put_pending(
+            &mut tx,
+            phone,
+            list,
+            &write,
+            k.pending_here.as_ref(),
+            "webhook",
+            &key,
+        )
+        .await?;
+        queued += 1;
+    }
+    Store::want_custom_fields(&mut tx, &codes).await?;
+    tx.commit().await?;
+    tracing::info!(webhook_id = %id, queued, unchanged, rejected = rejected.len(), "contacts webhook accepted");
+    Ok(Some(json!({
+        "status": "queued",
+        "webhook_id": id,
+        "queued": queued,
+        "unchanged": unchanged,
+        "rejected": rejected,
+    })))
+}
+
+#[derive(Deserialize)]
+struct SpokiEvent {
+    event: String,
+    event_uuid: String,
+    #[serde(default)]
+    data: Value,
+}
+
+async fn spoki(State(state): State<WebhookState>, headers: HeaderMap, body: Bytes) -> Response {
+    let Some(secret) = &state.spoki_key else {
+        return error(
+            StatusCode::NOT_FOUND,
+            "webhooks.spoki_secret is not configured",
+        );
+    };
+    if let Err(reason) = verify_spoki(secret.expose().as_bytes(), &headers, &body) {
+        tracing::warn!(%reason, "Spoki webhook refused");
+        return error(StatusCode::UNAUTHORIZED, reason);
+    }
+    let event: SpokiEvent = match serde_json::from_slice(&body) {
+        Ok(e) => e,
+        Err(e) => return error(StatusCode::BAD_REQUEST, format!("malformed event: {e}")),
+    };
+    match apply_spoki_event(&state, &event).await {
+        Ok(status) => (StatusCode::OK, Json(json!({ "status": status }))).into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, event = %event.event, "cannot apply a Spoki event");
+            error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "cannot apply the event now; retry",
+            )
+        }
+    }
+}
+
+/// Applies one event (merging is idempotent, so the id is recorded after applying: a crash in
+/// between at worst applies it again, to the same effect).
+async fn apply_spoki_event(
+    state: &WebhookState,
+    event: &SpokiEvent,
+) -> Result<&'static str, StoreError> {
+    if state
+        .store
+        .delivery_seen("spoki", &event.event_uuid)
+        .await?
+    {
+        return Ok("duplicate");
+    }
+    let status = match event.event.as_str() {
+        "contact.created" | "contact.updated" => {
+            match serde_json::from_value::<ContactRecord>(event.data.clone())
+                .ok()
+                .as_ref()
+                .and_then(spoki_contact)
+            {
+                Some(contact) => {
+                    let outcome = state
+                        .store
+                        .merge_from_spoki(&[contact], state.winner)
+                        .await?;
+                    report_conflicts(&outcome);
+                    if outcome.queued > 0 {
+                        state.batcher_wake.notify_one();
+                    }
+                    "applied"
+                }
+                None => "ignored: no contact with an E.164 phone in data",
+            }
+        }
+        "contact.deleted" => {
+            let phone = match event.data.get("phone").and_then(Value::as_str) {
+                Some(p) => Some(p.trim().to_owned()),
+                None => match event.data.get("id").and_then(Value::as_i64) {
+                    Some(id) => state.store.phone_by_spoki_id(id).await?,
+                    None => None,
+                },
+            };
+            match phone {
+                Some(p) => {
+                    state.store.forget_deleted_in_spoki(&p).await?;
+                    "applied"
+                }
+                None => "ignored: unknown contact",
+            }
+        }
+        _ => "ignored",
+    };
+    let mut conn = state.store.begin().await?;
+    Store::first_delivery(&mut conn, "spoki", &event.event_uuid).await?;
+    conn.commit().await?;
+    Ok(status)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sign_standard(key: &[u8], id: &str, ts: i64, body: &[u8]) -> HeaderMap {
+        let mut mac = HmacSha256::new_from_slice(key).expect("key");
+        mac.update(format!("{id}.{ts}.").as_bytes());
+        mac.update(body);
+        let sig = B64.encode(mac.finalize().into_bytes());
+        let mut h = HeaderMap::new();
+        h.insert("webhook-id", id.parse().expect("header"));
+        h.insert("webhook-timestamp", ts.to_string().parse().expect("header"));
+        h.insert(
+            "webhook-signature",
+            format!("v1,{sig}").parse().expect("header"),
+        );
+        h
+    }
+
+    #[test]
+    fn standard_webhooks_signatures() {
+        let key = b"a secret key of some length";
+        let body = br#"{"contacts":[]}"#;
+        let now = now_secs();
+        let h = sign_standard(key, "msg_1", now, body);
+        assert_eq!(verify_standard(key, &h, body), Ok("msg_1".to_owned()));
+        assert!(
+            verify_standard(key, &h, br#"{"contacts":[1]}"#).is_err(),
+            "tampered body"
+        );
+        assert!(verify_standard(b"other", &h, body).is_err(), "wrong key");
+        let stale = sign_standard(key, "msg_1", now - 301, body);
+        assert!(verify_standard(key, &stale, body).is_err(), "stale");
+        let mut none = h.clone();
+        none.remove("webhook-signature");
+        assert!(verify_standard(key, &none, body).is_err(), "missing");
+    }
+
+    #[test]
+    fn spoki_signatures() {
+        let secret = b"spoki-secret";
+        let body = br#"{"event":"contact.updated"}"#;
+        let t = now_secs();
+        let mut mac = HmacSha256::new_from_slice(secret).expect("key");
+        mac.update(format!("{t}.").as_bytes());
+        mac.update(body);
+        let hex: String = mac
+            .finalize()
+            .into_bytes()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let mut h = HeaderMap::new();
+        h.insert(
+            "x-spoki-signature",
+            format!("t={t},v2={hex}").parse().expect("header"),
+        );
+        assert_eq!(verify_spoki(secret, &h, body), Ok(()));
+        assert!(verify_spoki(b"nope", &h, body).is_err());
+        assert!(verify_spoki(secret, &h, b"{}").is_err());
+    }
+
+    #[test]
+    fn whsec_keys_decode() {
+        let s = Secret::new(format!("whsec_{}", B64.encode(b"key bytes")));
+        assert_eq!(decode_whsec(&s).expect("decodes"), b"key bytes");
+        let err = decode_whsec(&Secret::new("whsec_!!!")).expect_err("bad");
+        assert!(!err.contains("!!!"), "the secret is not echoed");
+    }
+}
