@@ -271,8 +271,8 @@ impl CommandWorker {
                 });
             }
         };
-        let budget = self.budgets.get(action.name);
-        budget.pace().await;
+        // Marked running first: nothing may stand between `pace()` and the send, or a slow
+        // database write could bunch two requests together.
         if let Err(error) = self.store.command_sending(cmd.seq).await {
             return Attempt::Retry {
                 after: Duration::from_secs(1),
@@ -282,14 +282,17 @@ impl CommandWorker {
                 ambiguous: false,
             };
         }
-        if let Err(error) = self.store.mark_budget(action.name, now_ms()).await {
-            tracing::warn!(%error, "cannot record the request time for the rate limit");
-        }
+        let budget = self.budgets.get(action.name);
+        budget.pace().await;
+        let sent_at = now_ms();
         let sent = if action.name == START_AUTOMATION {
             self.start_automation(cmd).await
         } else {
             self.send(action, &request).await
         };
+        if let Err(error) = self.store.mark_budget(action.name, sent_at).await {
+            tracing::warn!(%error, "cannot record the request time for the rate limit");
+        }
         let sent = match sent {
             Err(SpokiError::Rejected { status: 404, .. })
                 if action.name == "create_account_onboarding_link" =>
