@@ -291,7 +291,11 @@ async fn run_sender(outbox: Arc<Outbox>, mut jobs: UnboundedReceiver<Job>) {
             // The replay goes first (the receiver sees an event_uuid it has seen), then the
             // event itself, so no change is lost. With nothing delivered yet, the event is
             // replayed right after itself.
-            let replayed = last_delivered.clone();
+            // It goes to the current target, which may have changed since.
+            let replayed = last_delivered.clone().map(|previous| Prepared {
+                url: job.url.clone(),
+                ..previous
+            });
             if let Some(previous) = &replayed {
                 sender
                     .deliver(pause, &Tamper::Replay, || previous.clone())

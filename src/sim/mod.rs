@@ -143,9 +143,10 @@ pub enum Tamper {
     BadSignature,
     /// `t` is 1000 s before now, correctly signed for that `t`.
     StaleTimestamp,
-    /// Before the event itself, the last delivered request is sent again byte for byte (same
-    /// body, so the same `event_uuid`, and the same headers). When nothing was delivered yet,
-    /// the event is sent again right after itself instead.
+    /// Before the event itself, the last delivered (2xx-answered) request is sent again byte
+    /// for byte, to the current URL: same body, so the same `event_uuid`, and the same headers,
+    /// `t` included. When nothing was delivered yet, the event is sent again right after
+    /// itself instead. Either way the event itself is delivered too.
     Replay,
 }
 
@@ -644,8 +645,9 @@ impl SimHandle {
     /// custom-field codes are created as text fields). Returns the contact id. Fires
     /// contact.created / contact.updated.
     ///
-    /// No API key, no rate limit, not recorded. The values are checked like `contacts/sync`
-    /// checks them; when they fail (a phone that is not E.164, a bad e-mail, a code that is not
+    /// No API key, no rate limit, not recorded. `status`, `notes` and `is_blocked` are taken
+    /// too, and a `phone` in `fields` is overridden by `phone`. The values are checked like
+    /// `contacts/sync` checks them; when they fail (a phone that is not E.164, a bad e-mail, a code that is not
     /// `[A-Z0-9_]+`…) nothing changes and 0 is returned.
     pub fn ui_upsert_contact(&self, phone: &str, fields: serde_json::Value) -> i64 {
         ui::upsert_contact(&self.shared, phone, fields).unwrap_or_else(|errors| {

@@ -655,6 +655,57 @@ mod tests {
     }
 
     #[test]
+    fn only_real_changes_are_logged_and_move_updated() {
+        let mut store = Store::new("http://sim".to_owned());
+        let t0 = Utc::now();
+        let t1 = t0 + chrono::Duration::seconds(5);
+        let body = json!({"phone": "+393331234567", "first_name": "Mario"});
+        let id = store
+            .upsert(&input(body.clone()), UnknownCustomField::Ignore, t0)
+            .id();
+        store.upsert(&input(body), UnknownCustomField::Ignore, t1);
+        store.apply(
+            id,
+            &input(json!({"phone": "+393331234567"})),
+            UnknownCustomField::Ignore,
+            t1,
+        );
+        assert_eq!(store.take_changes(), vec![ContactChange::Created(id)]);
+        assert_eq!(store.contact(id).map(|c| c.updated), Some(t0));
+        let list = store.create_list("L", None, t1).id;
+        store.add_members(list, [id]);
+        assert_eq!(
+            store.take_changes(),
+            vec![],
+            "membership is no contact data"
+        );
+
+        store.upsert(
+            &input(json!({"phone": "+393331234567", "custom_fields": {"NEW": "1"}})),
+            UnknownCustomField::Create,
+            t1,
+        );
+        assert_eq!(store.contact(id).map(|c| c.updated), Some(t1));
+        let field = store.field_by_code("NEW").map(|f| f.id).expect("created");
+        assert!(store.delete_custom_field(field, t1));
+        let snapshot = store
+            .contact(id)
+            .map(|c| store.contact_json(c))
+            .expect("stored");
+        assert!(store.delete_contact(id));
+        assert!(!store.delete_contact(id));
+        assert_eq!(
+            store.take_changes(),
+            vec![
+                ContactChange::Updated(id),
+                ContactChange::Updated(id),
+                ContactChange::Deleted(snapshot),
+            ]
+        );
+        assert_eq!(store.take_changes(), vec![]);
+    }
+
+    #[test]
     fn list_membership_survives_nothing_but_the_contact() {
         let mut store = Store::new("http://sim".to_owned());
         let now = Utc::now();
