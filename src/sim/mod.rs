@@ -10,6 +10,12 @@
 //! and records every API call for tests, in process through [`SimHandle`] or over HTTP under
 //! `/_sim/`.
 //!
+//! Like Spoki's account-level event webhooks (spoki-api.md §4.1), it can post signed
+//! `contact.created` / `contact.updated` / `contact.deleted` events to a URL on every contact
+//! change, whatever caused it, including edits made "in Spoki's UI" through
+//! [`SimHandle::ui_upsert_contact`] and [`SimHandle::ui_delete_contact`]; tests can spoil the
+//! signatures on purpose with [`SimHandle::set_webhook_tamper`].
+//!
 //! A simulator starts with a small fixed world (the key owner's account, an Administrator role,
 //! a tag, an approved template, a media file, an active "Welcome" automation with one API
 //! trigger, a Draft campaign, a pending invitation) whose ids [`SimHandle::fixtures`] gives.
@@ -20,6 +26,7 @@ mod admin;
 mod automations;
 mod catalog;
 mod content;
+mod events;
 mod limits;
 mod query;
 mod routes;
@@ -27,7 +34,10 @@ mod state;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
+mod tests_webhooks;
+#[cfg(test)]
 mod tests_world;
+mod ui;
 mod validate;
 
 use std::collections::{HashMap, VecDeque};
@@ -44,6 +54,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use catalog::Catalog;
+use events::{Outbox, WebhookSettings};
 use limits::RateLimiter;
 use query::PageSizes;
 use state::Store;
@@ -123,6 +134,38 @@ pub struct Fixtures {
     pub invitation_id: i64,
 }
 
+/// How the next contact-event deliveries are spoiled on purpose, for tests of a receiver.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Tamper {
+    /// Sent as Spoki sends them.
+    None,
+    /// `v2` is an HMAC made with another key: it does not verify.
+    BadSignature,
+    /// `t` is 1000 s before now, correctly signed for that `t`.
+    StaleTimestamp,
+    /// Before the event itself, the last delivered (2xx-answered) request is sent again byte
+    /// for byte, to the current URL: same body, so the same `event_uuid`, and the same headers,
+    /// `t` included. When nothing was delivered yet, the event is sent again right after
+    /// itself instead. Either way the event itself is delivered too.
+    Replay,
+}
+
+/// One attempt to deliver a contact event.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct WebhookDelivery {
+    /// `contact.created`, `contact.updated` or `contact.deleted`.
+    pub event: String,
+    pub event_uuid: String,
+    /// 1-based, per delivery (retries count up).
+    pub attempt: u32,
+    /// The receiver's status; `None` for a connection error or a timeout.
+    pub status: Option<u16>,
+    /// The envelope sent.
+    pub body: serde_json::Value,
+    /// How this attempt was spoiled.
+    pub tamper: Tamper,
+}
+
 /// Start-up settings of a simulator.
 #[derive(Clone, Debug)]
 pub struct SimConfig {
@@ -164,6 +207,11 @@ pub struct SimConfig {
     /// When set, a submitted (PENDING) template turns APPROVED after this long; when `None`
     /// it stays PENDING.
     pub template_auto_approve_after: Option<Duration>,
+    /// (url, secret) where contact events are posted, signed with the secret's UTF-8 bytes;
+    /// `None` (default) sends none.
+    pub event_webhook: Option<(String, String)>,
+    /// Pause between two attempts of one event delivery (default 500 ms).
+    pub event_webhook_retry_pause: Duration,
 }
 
 impl Default for SimConfig {
@@ -186,6 +234,8 @@ impl Default for SimConfig {
             automation_bulk_max: 500,
             report_cache: Duration::from_secs(30 * 60),
             template_auto_approve_after: None,
+            event_webhook: None,
+            event_webhook_retry_pause: Duration::from_millis(500),
         }
     }
 }
@@ -247,6 +297,7 @@ struct SimState {
     limiter: RateLimiter,
     faults: Faults,
     settings: Settings,
+    webhooks: WebhookSettings,
     requests: VecDeque<RecordedRequest>,
     requests_seen: u64,
     throttled: u64,
@@ -286,12 +337,19 @@ struct Shared {
     addr: SocketAddr,
     started: Instant,
     shutdown: watch::Sender<bool>,
+    /// Contact-event deliveries, written by the sender task.
+    outbox: Arc<Outbox>,
 }
 
 impl Shared {
     /// The state lock; never held across an `.await`.
     fn lock(&self) -> MutexGuard<'_, SimState> {
         self.state.lock().expect("sim state poisoned")
+    }
+
+    /// Queues the contact events of the operation just done; call with the lock held.
+    fn flush_events(&self, st: &mut SimState) {
+        events::flush(st, &self.outbox);
     }
 }
 
@@ -318,6 +376,9 @@ fn spawn(
 ) -> std::io::Result<(SimHandle, JoinHandle<std::io::Result<()>>)> {
     let addr = reachable(listener.local_addr()?);
     let (shutdown, mut stop) = watch::channel(false);
+    let (queue, jobs) = tokio::sync::mpsc::unbounded_channel();
+    let outbox = Arc::new(Outbox::default());
+    events::spawn_sender(Arc::clone(&outbox), jobs);
     let state = SimState {
         store: Store::new(format!("http://{addr}")),
         catalog: Catalog::new(config.account_id, Utc::now()),
@@ -338,6 +399,12 @@ fn spawn(
             report_cache: config.report_cache,
             template_auto_approve_after: config.template_auto_approve_after,
         },
+        webhooks: WebhookSettings::new(
+            config.event_webhook,
+            config.event_webhook_retry_pause,
+            config.account_id,
+            queue,
+        ),
         requests: VecDeque::new(),
         requests_seen: 0,
         throttled: 0,
@@ -348,6 +415,7 @@ fn spawn(
         addr,
         started: Instant::now(),
         shutdown,
+        outbox,
     });
     let app = routes::router(Arc::clone(&shared));
     let task = tokio::spawn(async move {
@@ -564,6 +632,49 @@ impl SimHandle {
     /// How many 429s have been answered.
     pub fn throttled_count(&self) -> u64 {
         self.shared.lock().throttled
+    }
+
+    /// Where contact events go; None turns them off. Secret = the signing key (UTF-8 bytes).
+    /// Events already queued keep their URL and secret.
+    pub fn set_event_webhook(&self, url: Option<String>, secret: &str) {
+        self.shared.lock().webhooks.target = url.map(|url| (url, secret.to_owned()));
+    }
+
+    /// Upsert by phone as if edited in Spoki's UI: `fields` like {"first_name": .., "last_name":
+    /// .., "email": .., "language": .., "custom_fields": {"CODE": "value"}} (unknown
+    /// custom-field codes are created as text fields). Returns the contact id. Fires
+    /// contact.created / contact.updated.
+    ///
+    /// No API key, no rate limit, not recorded. `status`, `notes` and `is_blocked` are taken
+    /// too, and a `phone` in `fields` is overridden by `phone`. The values are checked like
+    /// `contacts/sync` checks them; when they fail (a phone that is not E.164, a bad e-mail, a code that is not
+    /// `[A-Z0-9_]+`…) nothing changes and 0 is returned.
+    pub fn ui_upsert_contact(&self, phone: &str, fields: serde_json::Value) -> i64 {
+        ui::upsert_contact(&self.shared, phone, fields).unwrap_or_else(|errors| {
+            tracing::warn!(%phone, %errors, "The simulator's UI refused a contact edit.");
+            0
+        })
+    }
+
+    /// Deletes by phone as if in the UI; false if absent. Fires contact.deleted.
+    pub fn ui_delete_contact(&self, phone: &str) -> bool {
+        ui::delete_contact(&self.shared, phone)
+    }
+
+    /// Every delivery attempt so far (the latest 100 000), oldest first.
+    pub fn webhook_deliveries(&self) -> Vec<WebhookDelivery> {
+        self.shared.outbox.deliveries()
+    }
+
+    /// Deliveries still queued or being retried (0 when everything was sent).
+    pub fn webhooks_in_flight(&self) -> usize {
+        self.shared.outbox.in_flight()
+    }
+
+    /// Applies `tamper` to the next `count` deliveries (None = until set back to Tamper::None).
+    /// A delivery is one event with all its attempts; `Some(0)` or `Tamper::None` resets.
+    pub fn set_webhook_tamper(&self, tamper: Tamper, count: Option<u32>) {
+        self.shared.lock().webhooks.set_tamper(tamper, count);
     }
 
     /// Stops accepting connections and ends the server once calls in flight are answered.

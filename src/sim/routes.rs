@@ -1,7 +1,8 @@
 //! The simulator's HTTP surface: the axum router, the pipeline every API call goes through
 //! (503 fault → routing → `X-Spoki-Api-Key` → rate limit → handler → record → late answer),
 //! the routing table of every endpoint, the handlers of spoki-api.md §3.1–§3.3 (contacts,
-//! lists, custom fields) and the `/_sim/` introspection routes. The other handlers live in
+//! lists, custom fields) and the `/_sim/` introspection routes (the UI hooks and webhook ones
+//! live in `ui.rs`). The other handlers live in
 //! `content.rs`, `automations.rs` and `admin.rs`.
 //!
 //! Automation starts (`/wh/ap/…`) go through the same pipeline but need no API key and are
@@ -14,7 +15,7 @@ use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use chrono::Utc;
 use rand::Rng as _;
@@ -25,7 +26,7 @@ use super::query::{Page, Query};
 use super::state::ContactFilter;
 use super::validate::{self, ContactInput, FieldErrors, PhoneRule};
 use super::{Faults, Shared, SimState};
-use super::{admin, automations, content};
+use super::{admin, automations, content, ui};
 
 /// Most contacts one bulk request may carry (spoki-api.md §7 items 9, 10).
 const BULK_MAX: usize = 500;
@@ -43,6 +44,11 @@ pub(super) fn router(shared: Arc<Shared>) -> Router {
         .route("/_sim/stats", get(sim_stats))
         .route("/_sim/fixtures", get(sim_fixtures))
         .route("/_sim/automation-runs", get(sim_automation_runs))
+        .route("/_sim/ui/contacts", post(ui::http_upsert_contact))
+        .route("/_sim/ui/contacts/{phone}", delete(ui::http_delete_contact))
+        .route("/_sim/webhook-deliveries", get(ui::http_webhook_deliveries))
+        .route("/_sim/event-webhook", post(ui::http_set_event_webhook))
+        .route("/_sim/webhook-tamper", post(ui::http_set_webhook_tamper))
         .fallback(api)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(shared)
@@ -257,6 +263,7 @@ fn process(shared: &Shared, req: &ApiRequest<'_>) -> (Reply, Duration) {
     let st = &mut *guard;
     let mut answer_late = false;
     let reply = answer(shared, st, req, now, &mut answer_late);
+    shared.flush_events(st);
     st.record(
         req.method.as_str(),
         req.path,
@@ -1089,7 +1096,7 @@ fn delete_custom_field(st: &mut SimState, id: &str) -> Outcome {
             "This custom field is used by an automation and cannot be deleted.",
         ));
     }
-    if st.store.delete_custom_field(id) {
+    if st.store.delete_custom_field(id, Utc::now()) {
         Ok(Reply::no_content())
     } else {
         Err(Reply::not_found())

@@ -1,5 +1,10 @@
 //! The simulator's data: contacts, lists and custom fields, their upsert and membership rules
 //! (spoki-api.md §3.1–§3.3, §7 items 8–13) and their JSON shapes (§3.15).
+//!
+//! Every change to a contact's own data is also logged as a [`ContactChange`], which
+//! `events.rs` turns into `contact.*` webhooks once the operation that caused it is done.
+//! List membership is not contact data (Spoki reports it as `contact_list.*`), so it logs
+//! nothing.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -9,7 +14,7 @@ use serde_json::{Value, json};
 use super::UnknownCustomField;
 use super::validate::{self, ContactInput, CustomFieldInput, FieldErrors, PhoneRule};
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub(super) struct Contact {
     pub id: i64,
     pub phone: String,
@@ -26,7 +31,7 @@ pub(super) struct Contact {
     fields: BTreeMap<i64, FieldValue>,
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 struct FieldValue {
     /// The `contactfield_set` entry's own id.
     id: i64,
@@ -65,6 +70,16 @@ impl Upserted {
             Self::Created(id) | Self::Updated(id) => id,
         }
     }
+}
+
+/// One change to a contact, in the order they happened.
+#[derive(Clone, Debug, PartialEq)]
+pub(super) enum ContactChange {
+    Created(i64),
+    /// Only logged when the stored data actually changed.
+    Updated(i64),
+    /// The contact as it was just before, in Spoki's JSON shape.
+    Deleted(Value),
 }
 
 /// Which contacts `GET /contacts/` returns (spoki-api.md §7 item 6).
@@ -129,6 +144,8 @@ pub(super) struct Store {
     next_list_id: i64,
     next_field_id: i64,
     next_field_value_id: i64,
+    /// Changes not taken yet by [`Store::take_changes`].
+    changes: Vec<ContactChange>,
 }
 
 impl Store {
@@ -143,7 +160,13 @@ impl Store {
             next_list_id: 1,
             next_field_id: 1,
             next_field_value_id: 1,
+            changes: Vec::new(),
         }
+    }
+
+    /// The contact changes logged since the last call, oldest first.
+    pub(super) fn take_changes(&mut self) -> Vec<ContactChange> {
+        std::mem::take(&mut self.changes)
     }
 
     // ---- contacts ------------------------------------------------------------------------
@@ -265,7 +288,12 @@ impl Store {
                 Upserted::Created(id)
             }
         };
-        self.apply(outcome.id(), input, unknown, now);
+        let changed = self.write(outcome.id(), input, unknown, now);
+        match outcome {
+            Upserted::Created(id) => self.changes.push(ContactChange::Created(id)),
+            Upserted::Updated(id) if changed => self.changes.push(ContactChange::Updated(id)),
+            Upserted::Updated(_) => {}
+        }
         outcome
     }
 
@@ -277,6 +305,20 @@ impl Store {
         unknown: UnknownCustomField,
         now: DateTime<Utc>,
     ) {
+        if self.write(id, input, unknown, now) {
+            self.changes.push(ContactChange::Updated(id));
+        }
+    }
+
+    /// [`Store::apply`] without the log; says whether the stored data changed. `updated`
+    /// moves only when it did.
+    fn write(
+        &mut self,
+        id: i64,
+        input: &ContactInput,
+        unknown: UnknownCustomField,
+        now: DateTime<Utc>,
+    ) -> bool {
         let mut values = Vec::with_capacity(input.custom_fields.len());
         for (code, value) in &input.custom_fields {
             let field = match (self.field_by_code(code), unknown) {
@@ -295,8 +337,9 @@ impl Store {
             values.push((field, value.clone()));
         }
         let Some(contact) = self.contacts.get_mut(&id) else {
-            return;
+            return false;
         };
+        let before = contact.clone();
         if let Some(phone) = &input.phone {
             if *phone != contact.phone {
                 self.by_phone.remove(&contact.phone);
@@ -335,13 +378,21 @@ impl Store {
                 }
             }
         }
-        contact.updated = now;
+        let changed = *contact != before;
+        if changed {
+            contact.updated = now;
+        }
+        changed
     }
 
     pub(super) fn delete_contact(&mut self, id: i64) -> bool {
+        let Some(snapshot) = self.contact(id).map(|c| self.contact_json(c)) else {
+            return false;
+        };
         let Some(contact) = self.contacts.remove(&id) else {
             return false;
         };
+        self.changes.push(ContactChange::Deleted(snapshot));
         self.by_phone.remove(&contact.phone);
         for list in self.lists.values_mut() {
             list.members.remove(&id);
@@ -517,13 +568,17 @@ impl Store {
         }
     }
 
-    /// Deletes a custom field and every contact's value for it.
-    pub(super) fn delete_custom_field(&mut self, id: i64) -> bool {
+    /// Deletes a custom field and every contact's value for it; the contacts that had one
+    /// are updated.
+    pub(super) fn delete_custom_field(&mut self, id: i64, now: DateTime<Utc>) -> bool {
         if self.fields.remove(&id).is_none() {
             return false;
         }
         for contact in self.contacts.values_mut() {
-            contact.fields.remove(&id);
+            if contact.fields.remove(&id).is_some() {
+                contact.updated = now;
+                self.changes.push(ContactChange::Updated(contact.id));
+            }
         }
         true
     }
@@ -597,6 +652,57 @@ mod tests {
             json!([{"id": 1, "field": 1, "value": "7", "value_datetime": null, "visual_code": "%%ORDER_ID%%"}])
         );
         assert_eq!(store.custom_fields().count(), 1);
+    }
+
+    #[test]
+    fn only_real_changes_are_logged_and_move_updated() {
+        let mut store = Store::new("http://sim".to_owned());
+        let t0 = Utc::now();
+        let t1 = t0 + chrono::Duration::seconds(5);
+        let body = json!({"phone": "+393331234567", "first_name": "Mario"});
+        let id = store
+            .upsert(&input(body.clone()), UnknownCustomField::Ignore, t0)
+            .id();
+        store.upsert(&input(body), UnknownCustomField::Ignore, t1);
+        store.apply(
+            id,
+            &input(json!({"phone": "+393331234567"})),
+            UnknownCustomField::Ignore,
+            t1,
+        );
+        assert_eq!(store.take_changes(), vec![ContactChange::Created(id)]);
+        assert_eq!(store.contact(id).map(|c| c.updated), Some(t0));
+        let list = store.create_list("L", None, t1).id;
+        store.add_members(list, [id]);
+        assert_eq!(
+            store.take_changes(),
+            vec![],
+            "membership is no contact data"
+        );
+
+        store.upsert(
+            &input(json!({"phone": "+393331234567", "custom_fields": {"NEW": "1"}})),
+            UnknownCustomField::Create,
+            t1,
+        );
+        assert_eq!(store.contact(id).map(|c| c.updated), Some(t1));
+        let field = store.field_by_code("NEW").map(|f| f.id).expect("created");
+        assert!(store.delete_custom_field(field, t1));
+        let snapshot = store
+            .contact(id)
+            .map(|c| store.contact_json(c))
+            .expect("stored");
+        assert!(store.delete_contact(id));
+        assert!(!store.delete_contact(id));
+        assert_eq!(
+            store.take_changes(),
+            vec![
+                ContactChange::Updated(id),
+                ContactChange::Updated(id),
+                ContactChange::Deleted(snapshot),
+            ]
+        );
+        assert_eq!(store.take_changes(), vec![]);
     }
 
     #[test]
