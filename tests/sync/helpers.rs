@@ -19,6 +19,8 @@ pub struct TestApp {
     pub settings: Settings,
     /// The admin API's address.
     pub admin: SocketAddr,
+    /// The webhook receiver's address.
+    pub webhooks: SocketAddr,
     pub http: reqwest::Client,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     handle: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
@@ -71,6 +73,7 @@ async fn launch(dir: TempDir, sim: SimHandle, settings: Settings) -> TestApp {
     let app = App::build(settings.clone()).await.expect("daemon builds");
     let store = app.store.clone();
     let admin = app.admin_addr().expect("admin address");
+    let webhooks = app.webhooks_addr().expect("webhooks address");
     let (stop, rx) = tokio::sync::oneshot::channel::<()>();
     let handle = tokio::spawn(app.run_until(async {
         let _ = rx.await;
@@ -82,6 +85,7 @@ async fn launch(dir: TempDir, sim: SimHandle, settings: Settings) -> TestApp {
         store,
         settings,
         admin,
+        webhooks,
         http: reqwest::Client::new(),
         stop: Some(stop),
         handle: Some(handle),
@@ -102,7 +106,8 @@ impl TestApp {
         self.halt().await;
     }
 
-    async fn halt(&mut self) {
+    /// Stops the daemon cleanly; the folder and the simulator stay.
+    pub async fn halt(&mut self) {
         if let Some(s) = self.stop.take() {
             let _ = s.send(());
         }
@@ -114,6 +119,11 @@ impl TestApp {
     /// Stops the daemon cleanly and starts it again on the same folder and simulator.
     pub async fn restart(mut self) -> TestApp {
         self.halt().await;
+        self.relaunch().await
+    }
+
+    /// Starts the daemon again (after `halt`) on the same folder and simulator.
+    pub async fn relaunch(self) -> TestApp {
         let TestApp {
             dir, sim, settings, ..
         } = self;
@@ -122,6 +132,18 @@ impl TestApp {
 
     pub fn dir(&self) -> &Path {
         self.dir.path()
+    }
+
+    /// A connection of "another program" to the daemon's SQLite file.
+    pub async fn other_program(&self) -> sqlx::SqlitePool {
+        let opts = sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(&self.settings.storage.database)
+            .busy_timeout(Duration::from_secs(30));
+        sqlx::sqlite::SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(opts)
+            .await
+            .expect("open the mirror like another program")
     }
 
     /// A request to the admin API with the right token.

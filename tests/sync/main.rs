@@ -5,4 +5,5 @@ mod catalogue;
 mod commands;
 mod helpers;
 mod inbox;
+mod mirror;
 mod resilience;
