@@ -67,16 +67,18 @@ async fn mirror_has(app: &TestApp, phone: &str, check: impl Fn(&Value) -> bool, 
     .await;
 }
 
+type MirrorRow = (
+    Option<i64>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    String,
+);
+
 /// The mirror row as JSON (fields and custom fields), read like another program would.
 async fn mirror_json(app: &TestApp, phone: &str) -> Option<Value> {
     let pool = app.other_program().await;
-    let row: Option<(
-        Option<i64>,
-        Option<String>,
-        Option<String>,
-        Option<String>,
-        String,
-    )> = sqlx::query_as(
+    let row: Option<MirrorRow> = sqlx::query_as(
         "SELECT spoki_id, first_name, last_name, email, custom_fields FROM contacts \
              WHERE phone = ?",
     )
