@@ -541,11 +541,17 @@ impl RawSettings {
         let token = c.secret("admin.token", &self.admin.token);
         let webhooks_listen = c.addr("webhooks.listen", &self.webhooks.listen, "127.0.0.1:8781");
         let secret = c.secret("webhooks.secret", &self.webhooks.secret);
-        if let Some(s) = &secret
-            && !s.expose().starts_with("whsec_")
-        {
-            c.problems
-                .push("webhooks.secret: must look like whsec_<base64>".into());
+        if let Some(s) = &secret {
+            use base64::Engine as _;
+            let decodes = s.expose().strip_prefix("whsec_").is_some_and(|b64| {
+                base64::engine::general_purpose::STANDARD
+                    .decode(b64.trim())
+                    .is_ok_and(|key| !key.is_empty())
+            });
+            if !decodes {
+                c.problems
+                    .push("webhooks.secret: must look like whsec_<base64>".into());
+            }
         }
         let spoki_secret = c.secret("webhooks.spoki_secret", &self.webhooks.spoki_secret);
 

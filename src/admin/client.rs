@@ -230,6 +230,20 @@ pub fn human_status(s: &Value) -> String {
     let _ = writeln!(out, "rejected:  {}", n("rejected"));
     let _ = writeln!(out, "last push: {}", t("last_push_at"));
     let _ = writeln!(out, "last pull: {}", t("last_pull_at"));
+    let backlog = n("mirror_backlog");
+    if backlog > 0 {
+        let _ = writeln!(out, "mirror:    {backlog} edits waiting to be picked up");
+    }
+    if let Some(held) = s.get("deletes_held").and_then(Value::as_object) {
+        for (direction, count) in held {
+            let _ = writeln!(
+                out,
+                "HELD:      {count} deletions {} (more than mirror.max_delete_share); \
+                 POST /v1/sync/deletes/confirm or /cancel",
+                direction.replace('_', " ")
+            );
+        }
+    }
     if let Some(failed) = s.get("recent_failed_commands").and_then(Value::as_array) {
         if !failed.is_empty() {
             let _ = writeln!(out, "recent failed commands:");
