@@ -49,7 +49,10 @@ async fn main() -> anyhow::Result<()> {
             json!({"first_name": format!("Nome{i}"), "custom_fields": {"CITTA": "Roma"}}),
         );
     }
-    println!("seeded {n} contacts in {:.1} s", seeding.elapsed().as_secs_f64());
+    println!(
+        "seeded {n} contacts in {:.1} s",
+        seeding.elapsed().as_secs_f64()
+    );
 
     let dir = tempfile::tempdir()?;
     let mut settings = scaled_settings(&sim.base_url(), "sim-api-key", dir.path(), window)?;
@@ -67,7 +70,10 @@ async fn main() -> anyhow::Result<()> {
     let before = sim.requests().len();
     let started = Instant::now();
     mirror.pull_now.notify_one();
-    std::fs::write(inbox.join("during-pull.csv"), "phone;nome\n+39 347 1234567;Push\n")?;
+    std::fs::write(
+        inbox.join("during-pull.csv"),
+        "phone;nome\n+39 347 1234567;Push\n",
+    )?;
     let mut push_latency = None;
     loop {
         if push_latency.is_none() && sim.contact_by_phone("+393471234567").is_some() {

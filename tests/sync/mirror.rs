@@ -598,3 +598,66 @@ async fn the_contacts_webhook_checks_signatures_and_applies_each_id_once() {
     .await;
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_long_pull_does_not_hold_up_the_push() {
+    let window = Duration::from_millis(1000);
+    let app = spawn_app_with(
+        SimConfig {
+            window,
+            ..SimConfig::default()
+        },
+        window,
+        |s| {
+            tweak(s);
+            // Two pages a second: 2,000 contacts in 10 pages take over 4 s.
+            s.spoki.rate_limits.insert(
+                "list_contacts".to_owned(),
+                spoki_sync::config::RateLimit::parse("2/1s").expect("limit"),
+            );
+        },
+    )
+    .await;
+    app.sim.set_limit("GET /contacts/", 2);
+    for i in 0..2000 {
+        app.sim
+            .ui_upsert_contact(&format!("+39333{i:07}"), json!({"first_name": "P"}));
+    }
+    app.admin_req(Method::POST, "/v1/sync/pull")
+        .send()
+        .await
+        .expect("pull");
+    wait_until(Duration::from_secs(10), "the pull to begin", || async {
+        app.sim
+            .requests()
+            .iter()
+            .any(|r| r.path == "/api/1/contacts/")
+    })
+    .await;
+    app.drop_file("during.csv", b"phone;nome\n+39 347 7654321;Durante\n");
+    spoki_has(&app, "+393477654321", "first_name", "Durante").await;
+    assert!(
+        app.store
+            .status_counts()
+            .await
+            .expect("status")
+            .last_pull_at
+            .is_none(),
+        "the CSV's contact reached Spoki while the pull was still running"
+    );
+    wait_until(Duration::from_secs(30), "the pull to finish", || async {
+        app.store
+            .status_counts()
+            .await
+            .expect("status")
+            .last_pull_at
+            .is_some()
+    })
+    .await;
+    let (rows,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM contacts")
+        .fetch_one(app.store.pool())
+        .await
+        .expect("count");
+    assert_eq!(rows, 2001);
+    app.stop().await;
+}
