@@ -432,11 +432,14 @@ async fn different_fields_merge_and_the_same_field_goes_to_the_winner() {
         assert_eq!(row["last_name"], "Sala Rossi", "{winner:?}");
         spoki_has(&app, phone, "first_name", "Elena Maria").await;
 
-        // The same field on both sides, between two pulls.
-        app.sim
-            .ui_upsert_contact(phone, json!({"custom_fields": {"CITTA": "Lecco"}}));
-        // Stop the poller from sending the mirror's edit before the pull: edit and pull at
-        // once, the edit reaching the journal first.
+        // The same field on both sides before either reached the other. The poller is
+        // slowed right down so the mirror's edit waits in the journal while Spoki's edit
+        // arrives by webhook and meets it.
+        let mut app = app;
+        app.halt().await;
+        app.settings.mirror.poll_interval = Duration::from_secs(3600);
+        let app = app.relaunch().await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
         exec(
             &app,
             &format!(
@@ -445,31 +448,40 @@ async fn different_fields_merge_and_the_same_field_goes_to_the_winner() {
             ),
         )
         .await;
-        pull_and_settle(&app).await;
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        app.wait_drained(Duration::from_secs(20)).await;
+        let url = format!("http://{}/webhooks/spoki", app.webhooks);
+        app.sim.set_event_webhook(Some(url), SPOKI_SECRET);
+        app.sim
+            .ui_upsert_contact(phone, json!({"custom_fields": {"CITTA": "Lecco"}}));
         let expected = match winner {
             ConflictWinner::Mirror => "Varese",
             ConflictWinner::Spoki => "Lecco",
         };
+        mirror_has(
+            &app,
+            phone,
+            |r| r["custom_fields"]["CITTA"] == expected,
+            "the winner's value in the mirror",
+        )
+        .await;
         spoki_has(&app, phone, "cf:CITTA", expected).await;
-        let row = mirror_json(&app, phone).await.expect("row");
-        // Under `spoki`, the mirror's edit may already have reached Spoki before the pull;
-        // then it is Spoki's value and both sides agree on it.
-        let spoki_city = app
-            .sim
-            .contact_by_phone(phone)
-            .and_then(|c| {
-                c["contactfield_set"].as_array().and_then(|set| {
-                    set.iter()
-                        .find(|f| f["visual_code"] == "%%CITTA%%")
-                        .map(|f| f["value"].clone())
-                })
-            })
-            .expect("city in Spoki");
-        assert_eq!(
-            row["custom_fields"]["CITTA"], spoki_city,
-            "{winner:?}: both sides agree"
+        app.wait_drained(Duration::from_secs(20)).await;
+        let metrics = app
+            .admin_req(Method::GET, "/metrics")
+            .send()
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("text");
+        let winner_label = match winner {
+            ConflictWinner::Mirror => "mirror",
+            ConflictWinner::Spoki => "spoki",
+        };
+        assert!(
+            metrics.contains(&format!(
+                "spoki_sync_merge_conflicts_total{{winner=\"{winner_label}\"}}"
+            )),
+            "the conflict is counted: {metrics}"
         );
         app.stop().await;
     }
