@@ -12,15 +12,18 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::admin::{self, AdminState};
-use crate::commands::{CommandWorker, Commands, WorkerSettings};
+use crate::commands::{CommandWorker, Commands};
 use crate::config::Settings;
 use crate::mirror::{Mirror, MirrorSettings};
 use crate::normalise;
 use crate::outbound::batcher::{Batcher, BatcherSettings};
 use crate::outbound::limits::Budgets;
-use crate::sources::inbox::{Inbox, InboxSettings};
+use crate::sources::inbox::Inbox;
 use crate::spoki::SpokiClient;
 use crate::store::Store;
+use crate::live::Live;
+use crate::reload::{self, Reloader, WebhookKeys};
+use crate::service;
 use crate::webhooks::{self, WebhookState};
 
 /// How long requests in flight get to finish at shutdown (within systemd's 10 s promise).
@@ -37,6 +40,7 @@ pub struct App {
     admin_listener: tokio::net::TcpListener,
     webhooks_listener: tokio::net::TcpListener,
     webhooks: WebhookState,
+    reloader: Arc<Reloader>,
     wake: Arc<Notify>,
 }
 
@@ -81,23 +85,23 @@ impl App {
         );
         batcher.restore_budget_marks().await?;
         batcher.hold_after_crash(&recovered);
+        let current = Live::new(settings.clone());
+        let mirror_live = Live::new(MirrorSettings::from_settings(&settings));
         let mirror = Mirror::new(
             store.clone(),
             client.clone(),
             budgets.clone(),
-            MirrorSettings::from_settings(&settings),
+            mirror_live.clone(),
             wake.clone(),
         );
         let command_wake = Arc::new(Notify::new());
         let commands = Commands::new(store.clone(), command_wake.clone());
+        let worker_live = Live::new(reload::worker_settings(&settings));
         let worker = CommandWorker::new(
             store.clone(),
-            client,
+            client.clone(),
             budgets.clone(),
-            WorkerSettings {
-                max_attempts: settings.commands.max_attempts,
-                max_backoff: settings.batch.max_backoff,
-            },
+            worker_live.clone(),
             command_wake,
         );
         worker.recover().await?;
@@ -117,20 +121,33 @@ impl App {
                     settings.webhooks.listen
                 )
             })?;
-        let contacts_key = match &settings.webhooks.secret {
-            Some(secret) => Some(Arc::new(
-                webhooks::decode_whsec(secret).map_err(anyhow::Error::msg)?,
-            )),
-            None => None,
-        };
+        let webhook_keys =
+            Live::new(WebhookKeys::from_settings(&settings).map_err(anyhow::Error::msg)?);
         let webhooks = WebhookState {
             store: store.clone(),
-            contacts_key,
-            spoki_key: settings.webhooks.spoki_secret.clone(),
-            region: settings.csv.default_region,
-            winner: settings.mirror.conflict_winner,
+            keys: webhook_keys.clone(),
+            settings: current.clone(),
             batcher_wake: wake.clone(),
         };
+        let token = settings
+            .admin
+            .token
+            .as_ref()
+            .context("admin.token is required")?;
+        let reloader = Arc::new(Reloader {
+            source: None,
+            current,
+            budgets: budgets.clone(),
+            batcher: batcher.clone(),
+            client,
+            inbox: Live::new(reload::inbox_settings(&settings)),
+            mirror: mirror_live,
+            worker: worker_live,
+            admin_token: Live::new(reload::token_digest(token)),
+            webhook_keys,
+            log_filter: None,
+            lock: tokio::sync::Mutex::new(()),
+        });
         admin::metrics::handle();
         Ok(App {
             settings,
@@ -143,8 +160,23 @@ impl App {
             admin_listener,
             webhooks_listener,
             webhooks,
+            reloader,
             wake,
         })
+    }
+
+    /// Where a reload reads the configuration from (without one, reloads are refused).
+    pub fn set_config_source(&mut self, path: std::path::PathBuf, required: bool) {
+        if let Some(r) = Arc::get_mut(&mut self.reloader) {
+            r.source = Some((path, required));
+        }
+    }
+
+    /// How a reload changes the log filter.
+    pub fn set_log_filter_hook(&mut self, hook: reload::LogFilterHook) {
+        if let Some(r) = Arc::get_mut(&mut self.reloader) {
+            r.log_filter = Some(hook);
+        }
     }
 
     /// Where the webhook receiver listens.
@@ -165,25 +197,37 @@ impl App {
         let tracker = TaskTracker::new();
 
         let inbox = Inbox::new(
-            InboxSettings {
-                root: self.settings.csv.inbox.clone(),
-                region: self.settings.csv.default_region,
-                settle: self.settings.csv.settle,
-                create_custom_fields: self.settings.csv.create_custom_fields,
-                rescan_interval: self.settings.csv.rescan_interval,
-            },
+            reload::inbox_settings(&self.settings),
             self.store.clone(),
             self.wake.clone(),
-        );
+        )
+        .follow(self.reloader.inbox.clone());
+        #[cfg(unix)]
+        {
+            let reloader = self.reloader.clone();
+            let stop = sources.clone();
+            tracker.spawn(async move {
+                use tokio::signal::unix::{SignalKind, signal};
+                let Ok(mut hup) = signal(SignalKind::hangup()) else {
+                    tracing::warn!("cannot listen for SIGHUP; reload through POST /v1/reload");
+                    return;
+                };
+                loop {
+                    tokio::select! {
+                        () = stop.cancelled() => return,
+                        got = hup.recv() => {
+                            if got.is_none() {
+                                return;
+                            }
+                            reloader.reload_and_log().await;
+                        }
+                    }
+                }
+            });
+        }
         let inbox_task = tracker.spawn(inbox.run(sources.clone()));
         tracker.spawn(self.batcher.clone().run(outbound.clone(), DRAIN));
         tracker.spawn(self.worker.clone().run(outbound.clone(), DRAIN));
-        let token = self
-            .settings
-            .admin
-            .token
-            .clone()
-            .context("admin.token is required")?;
         tracker.spawn(self.mirror.clone().run_poller(sources.clone()));
         tracker.spawn(self.mirror.clone().run_puller(sources.clone()));
         tracker.spawn(self.mirror.clone().run_deleter(outbound.clone()));
@@ -191,7 +235,7 @@ impl App {
             self.store.clone(),
             self.commands.clone(),
             self.mirror.clone(),
-            &token,
+            self.reloader.clone(),
         );
         let admin_stop = sources.clone();
         let admin_addr = self.admin_listener.local_addr().ok();
@@ -211,6 +255,15 @@ impl App {
                 tracing::error!(%error, "the webhook receiver stopped");
             }
         });
+        if let Some(interval) = service::watchdog_interval() {
+            tracker.spawn(service::run_watchdog(
+                interval,
+                self.batcher.heartbeat.clone(),
+                outbound.clone(),
+            ));
+        }
+        // The database is migrated and both listeners are bound (in `build`): ready.
+        service::notify("READY=1\nSTATUS=running");
         tracing::info!(
             inbox = %self.settings.csv.inbox.display(),
             database = %self.settings.storage.database.display(),
@@ -221,6 +274,7 @@ impl App {
         );
 
         shutdown.await;
+        service::notify("STOPPING=1");
         tracing::info!("shutting down: no new input; finishing requests in flight");
         cancel.cancel();
         let _ = tokio::time::timeout(Duration::from_secs(2), inbox_task).await;

@@ -317,9 +317,12 @@ impl Settings {
             )
             .build()
             .map_err(|e| fail(redact(&e.to_string())))?;
-        let raw: RawSettings = built
+        let mut raw: RawSettings = built
             .try_deserialize()
             .map_err(|e| fail(redact(&e.to_string())))?;
+        if let Some(dir) = std::env::var_os("CREDENTIALS_DIRECTORY") {
+            raw.fill_from_credentials(Path::new(&dir));
+        }
         raw.validate()
     }
 
@@ -440,7 +443,37 @@ impl Checker {
     }
 }
 
+/// systemd credentials (`LoadCredential=`) that fill a secret the file and the environment
+/// leave unset: file name → key.
+pub const CREDENTIALS: [(&str, &str); 4] = [
+    ("spoki_api_key", "spoki.api_key"),
+    ("admin_token", "admin.token"),
+    ("webhooks_secret", "webhooks.secret"),
+    ("webhooks_spoki_secret", "webhooks.spoki_secret"),
+];
+
 impl RawSettings {
+    /// Reads secrets from `$CREDENTIALS_DIRECTORY` for the keys still unset.
+    fn fill_from_credentials(&mut self, dir: &Path) {
+        let read = |name: &str| {
+            std::fs::read_to_string(dir.join(name))
+                .ok()
+                .map(|s| s.trim().to_owned())
+                .filter(|s| !s.is_empty())
+        };
+        for (name, _) in CREDENTIALS {
+            let slot = match name {
+                "spoki_api_key" => &mut self.spoki.api_key,
+                "admin_token" => &mut self.admin.token,
+                "webhooks_secret" => &mut self.webhooks.secret,
+                _ => &mut self.webhooks.spoki_secret,
+            };
+            if slot.is_none() {
+                *slot = read(name);
+            }
+        }
+    }
+
     fn validate(self) -> Result<Settings, ConfigError> {
         let mut c = Checker {
             problems: Vec::new(),

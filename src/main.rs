@@ -101,8 +101,11 @@ fn read_params(arg: &str) -> anyhow::Result<serde_json::Value> {
     Ok(value)
 }
 
-fn init_logging(filter: &str, format: LogFormat) {
-    use tracing_subscriber::EnvFilter;
+/// Starts logging; returns how a reload changes the filter. `RUST_LOG` wins over `log.filter`
+/// at start; a reload applies the file's `log.filter`.
+fn init_logging(filter: &str, format: LogFormat) -> spoki_sync::reload::LogFilterHook {
+    use tracing_subscriber::prelude::*;
+    use tracing_subscriber::{EnvFilter, fmt, reload};
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(filter))
         .unwrap_or_else(|_| EnvFilter::new("info"));
@@ -111,14 +114,19 @@ fn init_logging(filter: &str, format: LogFormat) {
         LogFormat::Human => false,
         LogFormat::Auto => std::env::var_os("JOURNAL_STREAM").is_some(),
     };
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+    let (filter, handle) = reload::Layer::new(filter);
+    let registry = tracing_subscriber::registry().with(filter);
     if json {
-        builder.json().init();
+        registry
+            .with(fmt::layer().json().with_writer(std::io::stderr))
+            .init();
     } else {
-        builder.init();
+        registry.with(fmt::layer().with_writer(std::io::stderr)).init();
     }
+    std::sync::Arc::new(move |text: &str| {
+        let new = EnvFilter::try_new(text).map_err(|e| format!("{text:?}: {e}"))?;
+        handle.reload(new).map_err(|e| e.to_string())
+    })
 }
 
 fn load(config: Option<&std::path::Path>) -> Result<Settings, ExitCode> {
@@ -138,13 +146,18 @@ async fn main() -> ExitCode {
                 Ok(s) => s,
                 Err(code) => return code,
             };
-            init_logging(&settings.log.filter, settings.log.format);
+            let log_hook = init_logging(&settings.log.filter, settings.log.format);
             if let Err(e) = settings.check_runnable() {
                 eprintln!("spoki-sync: {e}");
                 return ExitCode::from(EX_CONFIG);
             }
+            let (path, required) = resolve_path(config.as_deref());
             let app = match spoki_sync::app::App::build(settings).await {
-                Ok(app) => app,
+                Ok(mut app) => {
+                    app.set_config_source(path, required);
+                    app.set_log_filter_hook(log_hook);
+                    app
+                }
                 Err(e) => {
                     tracing::error!(error = format!("{e:#}"), "cannot start");
                     return ExitCode::FAILURE;
@@ -239,7 +252,7 @@ async fn main() -> ExitCode {
             }
         }
         Command::Sim { listen, api_key } => {
-            init_logging("info", LogFormat::Human);
+            let _ = init_logging("info", LogFormat::Human);
             match spoki_sync::sim::run_cli(listen, api_key).await {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {

@@ -16,6 +16,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{ConflictWinner, Settings};
+use crate::live::Live;
 use crate::domain::Phone;
 use crate::outbound::backoff;
 use crate::outbound::limits::Budgets;
@@ -57,7 +58,8 @@ pub struct Mirror {
     store: Store,
     client: SpokiClient,
     budgets: Budgets,
-    settings: MirrorSettings,
+    /// Reloadable.
+    pub settings: Live<MirrorSettings>,
     /// Wakes the batcher when writes were queued.
     batcher_wake: Arc<Notify>,
     /// Starts a pull now (`POST /v1/sync/pull`).
@@ -96,7 +98,7 @@ impl Mirror {
         store: Store,
         client: SpokiClient,
         budgets: Budgets,
-        settings: MirrorSettings,
+        settings: Live<MirrorSettings>,
         batcher_wake: Arc<Notify>,
     ) -> Mirror {
         Mirror {
@@ -119,20 +121,21 @@ impl Mirror {
             }
             tokio::select! {
                 () = cancel.cancelled() => return,
-                () = tokio::time::sleep(self.settings.poll_interval) => {}
+                () = tokio::time::sleep(self.settings.get().poll_interval) => {}
             }
         }
     }
 
     /// Consumes the whole journal, a batch per transaction.
     pub async fn poll_once(&self) -> Result<(), StoreError> {
+        let settings = self.settings.get();
         loop {
             let out = self
                 .store
                 .poll_mirror(
                     POLL_BATCH,
-                    self.settings.propagate_deletes,
-                    self.settings.max_delete_share,
+                    settings.propagate_deletes,
+                    settings.max_delete_share,
                 )
                 .await?;
             if out.entries == 0 {
@@ -152,7 +155,7 @@ impl Mirror {
                 if out.held {
                     tracing::warn!(
                         deletes = out.deletes,
-                        share = self.settings.max_delete_share,
+                        share = settings.max_delete_share,
                         "mirror deletions held: more than mirror.max_delete_share of the \
                          contacts; confirm with POST /v1/sync/deletes/confirm or cancel with \
                          POST /v1/sync/deletes/cancel"
@@ -169,13 +172,15 @@ impl Mirror {
 
     /// Pulls at `pull_interval` (never when it is 0) and whenever `pull_now` is notified.
     pub async fn run_puller(self, cancel: CancellationToken) {
-        let interval = self.settings.pull_interval;
+        let mut interval = self.settings.get().pull_interval;
         let mut next = if interval.is_zero() {
             None
         } else {
             Some(tokio::time::Instant::now() + interval)
         };
         loop {
+            // A reload that changes the interval takes effect at the next check (within 1 s).
+            let check = tokio::time::sleep(Duration::from_secs(1));
             let timer = async {
                 match next {
                     Some(at) => tokio::time::sleep_until(at).await,
@@ -186,19 +191,28 @@ impl Mirror {
                 () = cancel.cancelled() => return,
                 () = self.pull_now.notified() => {}
                 () = timer => {}
+                () = check => {
+                    let now = self.settings.get().pull_interval;
+                    if now != interval {
+                        interval = now;
+                        next = (!interval.is_zero())
+                            .then(|| tokio::time::Instant::now() + interval);
+                    }
+                    continue;
+                }
             }
             if let Err(error) = self.pull(&cancel).await {
                 tracing::error!(%error, "pull from Spoki failed; the next one starts over");
             }
-            if !interval.is_zero() {
-                next = Some(tokio::time::Instant::now() + interval);
-            }
+            interval = self.settings.get().pull_interval;
+            next = (!interval.is_zero()).then(|| tokio::time::Instant::now() + interval);
         }
     }
 
     /// One full pull: every page of Spoki's contacts merged into the mirror, then contacts
     /// Spoki no longer has are queued for deletion from the mirror.
     pub async fn pull(&self, cancel: &CancellationToken) -> anyhow::Result<()> {
+        let settings = self.settings.get();
         let started = now_rfc3339();
         let clock = std::time::Instant::now();
         let mut seen: HashSet<Phone> = HashSet::new();
@@ -218,7 +232,7 @@ impl Mirror {
             seen.extend(contacts.iter().map(|c| c.phone));
             let outcome = self
                 .store
-                .merge_from_spoki(&contacts, self.settings.conflict_winner)
+                .merge_from_spoki(&contacts, settings.conflict_winner)
                 .await?;
             report_conflicts(&outcome);
             writes += outcome.mirror_writes;
@@ -233,7 +247,7 @@ impl Mirror {
         }
         let (missing, held) = self
             .store
-            .queue_missing_after_pull(&seen, &started, self.settings.max_delete_share)
+            .queue_missing_after_pull(&seen, &started, settings.max_delete_share)
             .await?;
         self.store.set_meta("last_pull_at", &now_rfc3339()).await?;
         tracing::info!(
@@ -279,7 +293,7 @@ impl Mirror {
                 }
                 Err(e) if e.is_retryable() && failures < 10 => {
                     failures += 1;
-                    let wait = backoff::delay(failures, self.settings.max_backoff);
+                    let wait = backoff::delay(failures, self.settings.get().max_backoff);
                     tracing::warn!(page, error = %e, "pull page failed; retrying");
                     tokio::select! {
                         () = cancel.cancelled() => return None,

@@ -25,11 +25,13 @@ use sha2::Sha256;
 use subtle::ConstantTimeEq;
 use tokio::sync::Notify;
 
-use crate::config::{ConflictWinner, Secret};
+use crate::config::{Secret, Settings};
+use crate::live::Live;
+use crate::reload::WebhookKeys;
 use crate::diff;
 use crate::domain::{ContactFields, ListId, Phone};
 use crate::mirror::{report_conflicts, spoki_contact};
-use crate::normalise::{self, DefaultRegion};
+use crate::normalise;
 use crate::spoki::ContactRecord;
 use crate::store::{Store, StoreError};
 
@@ -41,12 +43,10 @@ type HmacSha256 = Hmac<Sha256>;
 #[derive(Clone)]
 pub struct WebhookState {
     pub store: Store,
-    /// The decoded key of `webhooks.secret`; `None`: `/webhooks/contacts` answers 404.
-    pub contacts_key: Option<Arc<Vec<u8>>>,
-    /// `webhooks.spoki_secret`; `None`: `/webhooks/spoki` answers 404.
-    pub spoki_key: Option<Secret>,
-    pub region: DefaultRegion,
-    pub winner: ConflictWinner,
+    /// Reloadable keys; a missing one makes its route answer 404.
+    pub keys: Live<WebhookKeys>,
+    /// The running configuration (region, conflict winner).
+    pub settings: Live<Settings>,
     pub batcher_wake: Arc<Notify>,
 }
 
@@ -184,10 +184,10 @@ fn clean(v: Option<String>) -> Option<String> {
 }
 
 async fn contacts(State(state): State<WebhookState>, headers: HeaderMap, body: Bytes) -> Response {
-    let Some(key) = &state.contacts_key else {
+    let Some(key) = state.keys.get().contacts else {
         return error(StatusCode::NOT_FOUND, "webhooks.secret is not configured");
     };
-    let id = match verify_standard(key, &headers, &body) {
+    let id = match verify_standard(&key, &headers, &body) {
         Ok(id) => id,
         Err(reason) => {
             tracing::warn!(%reason, "contacts webhook refused");
@@ -236,6 +236,7 @@ async fn queue_contacts(
     list: ListId,
     contacts: Vec<IncomingContact>,
 ) -> Result<Option<Value>, StoreError> {
+    let region = state.settings.get().csv.default_region;
     let mut tx = state.store.begin().await?;
     if !Store::first_delivery(&mut tx, "contacts", id).await? {
         return Ok(None);
@@ -245,7 +246,7 @@ async fn queue_contacts(
     for (i, c) in contacts.into_iter().enumerate() {
         let key = format!("{id}#{i}");
         let raw = c.phone.clone().unwrap_or_default();
-        let phone = match normalise::parse_phone(&raw, state.region) {
+        let phone = match normalise::parse_phone(&raw, region) {
             Ok(p) => p,
             Err(issue) => {
                 Store::insert_reject(&mut tx, "webhook", &key, &raw, &issue.to_string()).await?;
@@ -342,7 +343,7 @@ struct SpokiEvent {
 }
 
 async fn spoki(State(state): State<WebhookState>, headers: HeaderMap, body: Bytes) -> Response {
-    let Some(secret) = &state.spoki_key else {
+    let Some(secret) = state.keys.get().spoki else {
         return error(
             StatusCode::NOT_FOUND,
             "webhooks.spoki_secret is not configured",
@@ -391,7 +392,7 @@ async fn apply_spoki_event(
                 Some(contact) => {
                     let outcome = state
                         .store
-                        .merge_from_spoki(&[contact], state.winner)
+                        .merge_from_spoki(&[contact], state.settings.get().mirror.conflict_winner)
                         .await?;
                     report_conflicts(&outcome);
                     if outcome.queued > 0 {

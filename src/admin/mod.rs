@@ -21,8 +21,8 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use crate::commands::{Commands, SubmitError};
-use crate::config::Secret;
 use crate::mirror::Mirror;
+use crate::reload::Reloader;
 use crate::store::{STATUSES, Store, StoreError};
 
 /// Most rows a list route returns when no `limit` is given, and at most.
@@ -34,19 +34,24 @@ pub struct AdminState {
     store: Store,
     commands: Commands,
     mirror: Mirror,
-    /// SHA-256 of the token: comparing digests takes the same time whatever the length of
-    /// the token offered.
-    token_digest: Arc<[u8; 32]>,
+    reloader: Arc<Reloader>,
     started: Instant,
 }
 
 impl AdminState {
-    pub fn new(store: Store, commands: Commands, mirror: Mirror, token: &Secret) -> AdminState {
+    /// The token is kept as its SHA-256 digest (`Reloader::admin_token`): comparing digests
+    /// takes the same time whatever the length of the token offered.
+    pub fn new(
+        store: Store,
+        commands: Commands,
+        mirror: Mirror,
+        reloader: Arc<Reloader>,
+    ) -> AdminState {
         AdminState {
             store,
             commands,
             mirror,
-            token_digest: Arc::new(digest(token.expose())),
+            reloader,
             started: Instant::now(),
         }
     }
@@ -65,6 +70,7 @@ pub fn router(state: AdminState) -> Router {
         .route("/v1/commands/{id}", get(get_command))
         .route("/v1/rejects", get(rejects))
         .route("/v1/sync/pull", post(pull))
+        .route("/v1/reload", post(reload))
         .route("/v1/sync/deletes/confirm", post(confirm_deletes))
         .route("/v1/sync/deletes/cancel", post(cancel_deletes))
         .fallback(not_found)
@@ -118,7 +124,8 @@ async fn require_token(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::trim);
-    let ok = offered.is_some_and(|t| bool::from(digest(t).ct_eq(&*state.token_digest)));
+    let expected = state.reloader.admin_token.get();
+    let ok = offered.is_some_and(|t| bool::from(digest(t).ct_eq(&expected)));
     if ok {
         return next.run(request).await;
     }
@@ -301,6 +308,26 @@ async fn pull(State(state): State<AdminState>) -> Response {
         Json(json!({"status": "pull started"})),
     )
         .into_response()
+}
+
+async fn reload(State(state): State<AdminState>) -> Response {
+    crate::service::notify("RELOADING=1");
+    let outcome = state.reloader.reload().await;
+    crate::service::notify("READY=1");
+    match outcome {
+        Ok(r) => {
+            tracing::info!(applied = ?r.applied, need_restart = ?r.need_restart, "configuration reloaded");
+            (StatusCode::OK, Json(json!(r))).into_response()
+        }
+        Err(e) => {
+            tracing::error!(problems = %e, "configuration NOT reloaded; the running one stays");
+            (
+                StatusCode::BAD_REQUEST,
+                Json(json!({"error": "configuration not reloaded; the running one stays", "problems": e.problems})),
+            )
+                .into_response()
+        }
+    }
 }
 
 async fn confirm_deletes(State(state): State<AdminState>) -> Result<Json<Value>, ApiError> {

@@ -24,6 +24,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use super::params::Rendered;
+use crate::live::Live;
 use crate::outbound::backoff;
 use crate::outbound::limits::Budgets;
 use crate::spoki::actions::{self, Action, START_AUTOMATION};
@@ -45,7 +46,7 @@ pub struct CommandWorker {
     store: Store,
     client: SpokiClient,
     budgets: Budgets,
-    settings: WorkerSettings,
+    settings: Live<WorkerSettings>,
     wake: Arc<Notify>,
 }
 
@@ -66,7 +67,7 @@ impl CommandWorker {
         store: Store,
         client: SpokiClient,
         budgets: Budgets,
-        settings: WorkerSettings,
+        settings: Live<WorkerSettings>,
         wake: Arc<Notify>,
     ) -> CommandWorker {
         CommandWorker {
@@ -465,7 +466,8 @@ impl CommandWorker {
             }
             _ => {
                 let failures = u32::try_from(cmd.failures + 1).unwrap_or(u32::MAX);
-                if failures >= self.settings.max_attempts {
+                let settings = self.settings.get();
+                if failures >= settings.max_attempts {
                     return Attempt::Done(Outcome::Failed {
                         http_status: server_status(&error),
                         error: json!({
@@ -474,7 +476,7 @@ impl CommandWorker {
                     });
                 }
                 Attempt::Retry {
-                    after: backoff::delay(failures, self.settings.max_backoff),
+                    after: backoff::delay(failures, settings.max_backoff),
                     reason: error.to_string(),
                     http_status: server_status(&error),
                     failure: true,

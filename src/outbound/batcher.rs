@@ -74,6 +74,8 @@ pub struct Batcher {
     client: SpokiClient,
     budgets: Budgets,
     settings: Arc<std::sync::RwLock<BatcherSettings>>,
+    /// Beats each time the main loop goes round (the systemd watchdog watches it).
+    pub heartbeat: crate::service::Heartbeat,
     wake: Arc<Notify>,
     pub stats: Arc<BatcherStats>,
     fields_listed: Arc<std::sync::atomic::AtomicBool>,
@@ -102,6 +104,7 @@ impl Batcher {
             client,
             budgets,
             settings: Arc::new(std::sync::RwLock::new(settings)),
+            heartbeat: crate::service::Heartbeat::new(),
             wake,
             stats: Arc::new(BatcherStats::default()),
             fields_listed: Arc::new(std::sync::atomic::AtomicBool::new(false)),
@@ -158,6 +161,7 @@ impl Batcher {
     pub async fn run(self, cancel: CancellationToken, drain: Duration) {
         let mut in_flight: JoinSet<()> = JoinSet::new();
         loop {
+            self.heartbeat.beat();
             if cancel.is_cancelled() {
                 break;
             }
@@ -176,7 +180,8 @@ impl Batcher {
             tokio::select! {
                 _ = cancel.cancelled() => break,
                 _ = self.wake.notified() => {}
-                _ = tokio::time::sleep(wait) => {}
+                // Goes round at least once a second, so the heartbeat shows a live loop.
+                _ = tokio::time::sleep(wait.min(Duration::from_secs(1))) => {}
                 Some(_) = in_flight.join_next(), if !in_flight.is_empty() => {}
             }
         }

@@ -37,6 +37,8 @@ struct Candidate {
 
 pub struct Inbox {
     settings: InboxSettings,
+    /// Reloaded settings, picked up at each scan (the root folder needs a restart).
+    live: Option<crate::live::Live<InboxSettings>>,
     store: Store,
     wake_batcher: Arc<Notify>,
     seen: HashMap<PathBuf, (u64, Option<SystemTime>, Instant)>,
@@ -53,10 +55,17 @@ impl Inbox {
     pub fn new(settings: InboxSettings, store: Store, wake_batcher: Arc<Notify>) -> Inbox {
         Inbox {
             settings,
+            live: None,
             store,
             wake_batcher,
             seen: HashMap::new(),
         }
+    }
+
+    /// Follows reloaded settings from now on.
+    pub fn follow(mut self, live: crate::live::Live<InboxSettings>) -> Inbox {
+        self.live = Some(live);
+        self
     }
 
     /// Creates the inbox folder if needed.
@@ -100,6 +109,13 @@ impl Inbox {
 
     /// Looks at the folder once; processes every settled file. Returns when to look again.
     pub async fn scan_once(&mut self, cancel: &CancellationToken) -> Result<Duration, StoreError> {
+        if let Some(live) = &self.live {
+            let root = self.settings.root.clone();
+            self.settings = InboxSettings {
+                root,
+                ..live.get()
+            };
+        }
         let mut next = self.settings.rescan_interval;
         let candidates = list_candidates(&self.settings.root);
         self.seen

@@ -9,6 +9,7 @@ use serde_json::Value;
 use super::error::{SpokiError, parse_retry_after};
 use super::wire::{ContactPayload, ContactRecord, CustomFieldRecord, Page};
 use crate::config::Secret;
+use crate::live::Live;
 
 /// A 2xx answer.
 #[derive(Clone, Debug)]
@@ -24,7 +25,8 @@ pub struct Answer {
 pub struct SpokiClient {
     http: reqwest::Client,
     base: Url,
-    key: Secret,
+    /// Reloadable.
+    key: Live<Secret>,
 }
 
 impl std::fmt::Debug for SpokiClient {
@@ -45,7 +47,16 @@ impl SpokiClient {
             .map_err(|e| SpokiError::Unreachable {
                 reason: format!("cannot build the HTTP client: {e}"),
             })?;
-        Ok(SpokiClient { http, base, key })
+        Ok(SpokiClient {
+            http,
+            base,
+            key: Live::new(key),
+        })
+    }
+
+    /// Uses `key` from the next request on (configuration reload).
+    pub fn set_key(&self, key: Secret) {
+        self.key.set(key);
     }
 
     /// One request to `path` (relative to the base URL). Returns the JSON body, or `None` for
@@ -83,7 +94,7 @@ impl SpokiClient {
         let req = self
             .http
             .request(method, url)
-            .header("X-Spoki-Api-Key", self.key.expose());
+            .header("X-Spoki-Api-Key", self.key.get().expose());
         self.exchange(action, req, query, body).await
     }
 
