@@ -14,16 +14,16 @@ use tokio_util::task::TaskTracker;
 use crate::admin::{self, AdminState};
 use crate::commands::{CommandWorker, Commands};
 use crate::config::Settings;
+use crate::live::Live;
 use crate::mirror::{Mirror, MirrorSettings};
 use crate::normalise;
 use crate::outbound::batcher::{Batcher, BatcherSettings};
 use crate::outbound::limits::Budgets;
+use crate::reload::{self, Reloader, WebhookKeys};
+use crate::service;
 use crate::sources::inbox::Inbox;
 use crate::spoki::SpokiClient;
 use crate::store::Store;
-use crate::live::Live;
-use crate::reload::{self, Reloader, WebhookKeys};
-use crate::service;
 use crate::webhooks::{self, WebhookState};
 
 /// How long requests in flight get to finish at shutdown (within systemd's 10 s promise).

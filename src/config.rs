@@ -340,6 +340,35 @@ impl Settings {
             .unwrap_or(actions::DEFAULT_LIMIT)
     }
 
+    /// Problems with the paths `run` writes: the database's folder and the inbox must be
+    /// writable (or creatable). Each problem names its key.
+    pub fn check_paths(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        let db_dir = match self.storage.database.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        if let Err(e) = writable_dir(&db_dir) {
+            problems.push(format!(
+                "storage.database: its folder {} is not writable ({e})",
+                db_dir.display()
+            ));
+        }
+        if self.storage.database.is_dir() {
+            problems.push(format!(
+                "storage.database: {} is a folder, not a file",
+                self.storage.database.display()
+            ));
+        }
+        if let Err(e) = writable_dir(&self.csv.inbox) {
+            problems.push(format!(
+                "csv.inbox: {} is not a writable folder ({e})",
+                self.csv.inbox.display()
+            ));
+        }
+        problems
+    }
+
     /// What `run` needs beyond a valid file.
     pub fn check_runnable(&self) -> Result<(), ConfigError> {
         let mut problems = Vec::new();
@@ -689,6 +718,23 @@ fn parse_share(text: &str) -> Result<f64, String> {
         Ok(value)
     } else {
         Err(format!("{text:?} must be between 0% and 100%"))
+    }
+}
+
+/// Whether files can be created in `dir`: an existing folder is probed with a temporary file;
+/// a missing one must have a writable existing ancestor (it is created at start).
+fn writable_dir(dir: &Path) -> Result<(), String> {
+    if dir.exists() {
+        if !dir.is_dir() {
+            return Err("not a folder".to_owned());
+        }
+        return tempfile::NamedTempFile::new_in(dir)
+            .map(drop)
+            .map_err(|e| e.to_string());
+    }
+    match dir.ancestors().skip(1).find(|a| a.exists()) {
+        Some(parent) if !parent.as_os_str().is_empty() => writable_dir(parent),
+        _ => writable_dir(Path::new(".")),
     }
 }
 

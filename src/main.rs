@@ -31,6 +31,9 @@ enum Command {
     CheckConfig {
         #[arg(long)]
         config: Option<PathBuf>,
+        /// Also check spoki.api_key with one cheap request to Spoki.
+        #[arg(long)]
+        online: bool,
     },
     /// Read a CSV as the inbox would and print what would be sent. Sends nothing.
     Plan {
@@ -121,7 +124,9 @@ fn init_logging(filter: &str, format: LogFormat) -> spoki_sync::reload::LogFilte
             .with(fmt::layer().json().with_writer(std::io::stderr))
             .init();
     } else {
-        registry.with(fmt::layer().with_writer(std::io::stderr)).init();
+        registry
+            .with(fmt::layer().with_writer(std::io::stderr))
+            .init();
     }
     std::sync::Arc::new(move |text: &str| {
         let new = EnvFilter::try_new(text).map_err(|e| format!("{text:?}: {e}"))?;
@@ -171,13 +176,39 @@ async fn main() -> ExitCode {
                 }
             }
         }
-        Command::CheckConfig { config } => match load(config.as_deref()) {
-            Ok(_) => {
-                println!("configuration is valid");
-                ExitCode::SUCCESS
+        Command::CheckConfig { config, online } => {
+            let settings = match load(config.as_deref()) {
+                Ok(s) => s,
+                Err(code) => return code,
+            };
+            let mut problems = settings.check_paths();
+            if let Err(e) = settings.check_runnable() {
+                problems.extend(e.problems);
             }
-            Err(code) => code,
-        },
+            if !problems.is_empty() {
+                for p in &problems {
+                    eprintln!("spoki-sync: {p}");
+                }
+                return ExitCode::from(EX_CONFIG);
+            }
+            if online {
+                match spoki_sync::plan::check_online(&settings).await {
+                    Ok(()) => println!("Spoki accepted spoki.api_key"),
+                    Err(spoki_sync::spoki::SpokiError::Rejected { status, .. })
+                        if status == 401 || status == 403 =>
+                    {
+                        eprintln!("spoki-sync: spoki.api_key: Spoki refused it (HTTP {status})");
+                        return ExitCode::from(EX_CONFIG);
+                    }
+                    Err(e) => {
+                        eprintln!("spoki-sync: cannot check spoki.api_key: {e}");
+                        return ExitCode::from(EX_UNAVAILABLE);
+                    }
+                }
+            }
+            println!("configuration is valid");
+            ExitCode::SUCCESS
+        }
         Command::Plan {
             file,
             config,

@@ -16,8 +16,8 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{ConflictWinner, Settings};
-use crate::live::Live;
 use crate::domain::Phone;
+use crate::live::Live;
 use crate::outbound::backoff;
 use crate::outbound::limits::Budgets;
 use crate::spoki::{ContactRecord, SpokiClient, SpokiError};

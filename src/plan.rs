@@ -98,3 +98,25 @@ impl Plan {
         )
     }
 }
+
+/// `check-config --online`: one cheap request (a one-contact page of `GET contacts/`) to see
+/// whether Spoki accepts the API key.
+///
+/// # Errors
+/// Spoki's refusal or a transport failure.
+pub async fn check_online(settings: &Settings) -> Result<(), crate::spoki::SpokiError> {
+    let key = settings
+        .spoki
+        .api_key
+        .clone()
+        .ok_or_else(|| crate::spoki::SpokiError::Rejected {
+            status: 401,
+            body: serde_json::json!({"detail": "spoki.api_key is not set"}),
+        })?;
+    let client = crate::spoki::SpokiClient::new(
+        settings.spoki.base_url.clone(),
+        key,
+        settings.spoki.timeout,
+    )?;
+    client.list_contacts(1, 1).await.map(drop)
+}

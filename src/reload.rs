@@ -102,7 +102,8 @@ impl Reloader {
         };
         let new = Settings::load(path, *required)?;
         new.check_runnable()?;
-        let keys = WebhookKeys::from_settings(&new).map_err(|p| ConfigError { problems: vec![p] })?;
+        let keys =
+            WebhookKeys::from_settings(&new).map_err(|p| ConfigError { problems: vec![p] })?;
         let old = self.current.get();
         let mut applied = Vec::new();
         let mut need_restart = Vec::new();
@@ -191,7 +192,10 @@ impl Reloader {
             ),
             (old.csv.inbox != new.csv.inbox, "csv.inbox"),
             (old.admin.listen != new.admin.listen, "admin.listen"),
-            (old.webhooks.listen != new.webhooks.listen, "webhooks.listen"),
+            (
+                old.webhooks.listen != new.webhooks.listen,
+                "webhooks.listen",
+            ),
         ] {
             note(changed, key, &mut need_restart);
         }

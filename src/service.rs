@@ -91,7 +91,10 @@ impl Heartbeat {
 
     /// How long since the last beat.
     pub fn age(&self) -> Duration {
-        Duration::from_millis(self.now_ms().saturating_sub(self.last_ms.load(Ordering::Relaxed)))
+        Duration::from_millis(
+            self.now_ms()
+                .saturating_sub(self.last_ms.load(Ordering::Relaxed)),
+        )
     }
 }
 

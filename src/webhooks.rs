@@ -26,12 +26,12 @@ use subtle::ConstantTimeEq;
 use tokio::sync::Notify;
 
 use crate::config::{Secret, Settings};
-use crate::live::Live;
-use crate::reload::WebhookKeys;
 use crate::diff;
 use crate::domain::{ContactFields, ListId, Phone};
+use crate::live::Live;
 use crate::mirror::{report_conflicts, spoki_contact};
 use crate::normalise;
+use crate::reload::WebhookKeys;
 use crate::spoki::ContactRecord;
 use crate::store::{Store, StoreError};
 

@@ -111,10 +111,7 @@ impl Inbox {
     pub async fn scan_once(&mut self, cancel: &CancellationToken) -> Result<Duration, StoreError> {
         if let Some(live) = &self.live {
             let root = self.settings.root.clone();
-            self.settings = InboxSettings {
-                root,
-                ..live.get()
-            };
+            self.settings = InboxSettings { root, ..live.get() };
         }
         let mut next = self.settings.rescan_interval;
         let candidates = list_candidates(&self.settings.root);

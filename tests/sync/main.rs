@@ -7,3 +7,4 @@ mod helpers;
 mod inbox;
 mod mirror;
 mod resilience;
+mod service;
