@@ -46,6 +46,38 @@ fn describe() {
         "Commands in the queue, by status"
     );
     describe_gauge!("spoki_sync_rejects", "Changes recorded as rejected");
+    describe_counter!(
+        "spoki_sync_rejects_total",
+        "Rejects recorded since start, by source and reason class"
+    );
+    describe_counter!(
+        "spoki_sync_contacts_sent_total",
+        "Contacts Spoki acknowledged, by action"
+    );
+    describe_counter!(
+        "spoki_sync_retries_total",
+        "Requests retried after a 5xx, a timeout or a broken connection, by action"
+    );
+    describe_counter!(
+        "spoki_sync_merge_conflicts_total",
+        "Fields changed on both sides, by the side that won"
+    );
+    metrics::describe_histogram!(
+        "spoki_sync_batch_fill_contacts",
+        "Contacts per acknowledged contact-writing request"
+    );
+    metrics::describe_histogram!(
+        "spoki_sync_rate_limit_wait_seconds",
+        "Time spent waiting for a rate-limit slot, by action"
+    );
+    describe_gauge!(
+        "spoki_sync_last_push_timestamp_seconds",
+        "When Spoki last acknowledged contacts (unix seconds; 0 never)"
+    );
+    describe_gauge!(
+        "spoki_sync_last_pull_timestamp_seconds",
+        "When the last full pull from Spoki ended (unix seconds; 0 never)"
+    );
     describe_gauge!(
         "spoki_sync_files",
         "Inbox files handled, by outcome (processed, failed)"
@@ -74,6 +106,16 @@ pub async fn render(store: &Store) -> Result<String, StoreError> {
     metrics::gauge!("spoki_sync_files", "outcome" => "processed")
         .set(counts.files_processed as f64);
     metrics::gauge!("spoki_sync_files", "outcome" => "failed").set(counts.files_failed as f64);
+    for (name, at) in [
+        ("spoki_sync_last_push_timestamp_seconds", &counts.last_push_at),
+        ("spoki_sync_last_pull_timestamp_seconds", &counts.last_pull_at),
+    ] {
+        let secs = at
+            .as_deref()
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+            .map_or(0.0, |t| t.timestamp_millis() as f64 / 1000.0);
+        metrics::gauge!(name).set(secs);
+    }
     handle.run_upkeep();
     Ok(handle.render())
 }

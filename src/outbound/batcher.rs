@@ -411,6 +411,10 @@ impl Batcher {
             Ok(ids) => {
                 self.store.acknowledge(rows, ids).await?;
                 bump(&self.stats.contacts_acknowledged, rows.len() as u64);
+                metrics::counter!("spoki_sync_contacts_sent_total", "action" => action)
+                    .increment(rows.len() as u64);
+                metrics::histogram!("spoki_sync_batch_fill_contacts", "action" => action)
+                    .record(rows.len() as f64);
                 tracing::info!(action, contacts = rows.len(), "Spoki acknowledged contacts");
             }
             // A 2xx whose body we could not read still means Spoki took the write.
@@ -422,6 +426,8 @@ impl Batcher {
                 );
                 self.store.acknowledge(rows, &HashMap::new()).await?;
                 bump(&self.stats.contacts_acknowledged, rows.len() as u64);
+                metrics::counter!("spoki_sync_contacts_sent_total", "action" => action)
+                    .increment(rows.len() as u64);
             }
             Err(SpokiError::RateLimited { retry_after }) => {
                 bump(&self.stats.throttled, 1);
@@ -452,6 +458,7 @@ impl Batcher {
                 // 5xx, timeouts, broken connections, and auth errors (401/403), which are the
                 // account's problem rather than the rows': retry later, never drop.
                 bump(&self.stats.retries, 1);
+                metrics::counter!("spoki_sync_retries_total", "action" => action).increment(1);
                 let attempts = rows.iter().map(|r| r.attempts).max().unwrap_or(0) + 1;
                 let delay = backoff::delay(attempts as u32, self.settings().max_backoff);
                 tracing::warn!(action, error = %e, attempt = attempts, retry_in_ms = delay.as_millis() as u64, "request failed; will retry");

@@ -122,8 +122,16 @@ impl Budget {
     /// Waits for a slot and takes it.
     pub async fn acquire(&self) {
         while let Err(wait) = self.try_acquire() {
-            tokio::time::sleep(wait.max(Duration::from_millis(1))).await;
+            let wait = wait.max(Duration::from_millis(1));
+            self.count_wait(wait);
+            tokio::time::sleep(wait).await;
         }
+    }
+
+    /// Time spent waiting for this budget (a summary: `_sum` is the total seconds).
+    fn count_wait(&self, wait: Duration) {
+        metrics::histogram!("spoki_sync_rate_limit_wait_seconds", "action" => self.action)
+            .record(wait.as_secs_f64());
     }
 
     /// Called right before a request leaves: waits until at least one interval (plus guard)
@@ -145,6 +153,7 @@ impl Budget {
                     }
                 }
             };
+            self.count_wait(wait);
             tokio::time::sleep(wait).await;
         }
     }

@@ -103,6 +103,24 @@ pub(crate) fn phone_from_row(row: &SqliteRow) -> Result<Phone, StoreError> {
     Phone::from_e164(&text).ok_or_else(|| StoreError::Corrupt(format!("bad phone {text:?}")))
 }
 
+/// A reject's reason as a short label for metrics (the text itself varies too much).
+fn reason_class(reason: &str) -> &'static str {
+    let r = reason.to_ascii_lowercase();
+    if r.contains("no phone") {
+        "missing_phone"
+    } else if r.contains("phone") {
+        "invalid_phone"
+    } else if r.contains("email") || r.contains("e-mail") {
+        "invalid_email"
+    } else if r.contains("custom_fields") {
+        "invalid_custom_fields"
+    } else if r.contains("spoki") || r.contains("http") {
+        "refused_by_spoki"
+    } else {
+        "other"
+    }
+}
+
 fn placeholders(n: usize) -> String {
     let mut s = String::with_capacity(n * 2);
     for i in 0..n {
@@ -285,6 +303,8 @@ impl Store {
         phone: &str,
         reason: &str,
     ) -> Result<(), StoreError> {
+        metrics::counter!("spoki_sync_rejects_total", "source" => source.to_owned(), "reason" => reason_class(reason))
+            .increment(1);
         sqlx::query(
             "INSERT INTO rejects (source, key, phone, reason, created_at) VALUES (?, ?, ?, ?, ?)",
         )

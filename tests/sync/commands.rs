@@ -347,6 +347,37 @@ async fn metrics_count_requests_by_action_and_status() {
         after > requests,
         "the counter moves: {requests} then {after}"
     );
+    // A contact from the inbox moves the push metrics.
+    app.drop_file("m.csv", b"phone;nome\n+39 333 9990001;Metric\n");
+    crate::helpers::wait_report(&app.inbox, "processed", "m.csv").await;
+    app.wait_drained(Duration::from_secs(20)).await;
+    let pushed = parse_prometheus(
+        &app.admin_req(Method::GET, "/metrics")
+            .send()
+            .await
+            .expect("answer")
+            .text()
+            .await
+            .expect("text"),
+    );
+    let sent: f64 = pushed
+        .iter()
+        .filter(|(k, _)| k.starts_with("spoki_sync_contacts_sent_total{"))
+        .map(|(_, v)| v)
+        .sum();
+    assert!(sent >= 1.0, "{pushed:?}");
+    assert!(
+        pushed
+            .get("spoki_sync_last_push_timestamp_seconds")
+            .is_some_and(|t| *t > 1.0e9),
+        "{pushed:?}"
+    );
+    assert!(
+        pushed
+            .keys()
+            .any(|k| k.starts_with("spoki_sync_batch_fill_contacts")),
+        "{pushed:?}"
+    );
     app.stop().await;
 }
 
