@@ -66,6 +66,9 @@ enum Command {
     Status {
         #[arg(long)]
         json: bool,
+        /// Refresh every 2 s, like `top`, until Ctrl-C.
+        #[arg(long, conflicts_with = "json")]
+        watch: bool,
         #[arg(long)]
         config: Option<PathBuf>,
     },
@@ -265,14 +268,22 @@ async fn main() -> ExitCode {
                 }
             }
         }
-        Command::Status { json, config } => {
+        Command::Status {
+            json,
+            watch,
+            config,
+        } => {
             let settings = match load(config.as_deref()) {
                 Ok(s) => s,
                 Err(code) => return code,
             };
             let run = async {
                 let client = AdminClient::from_settings(&settings)?;
-                client.status(json).await
+                if watch {
+                    client.watch(std::time::Duration::from_secs(2)).await
+                } else {
+                    client.status(json).await
+                }
             };
             match run.await {
                 Ok(()) => ExitCode::SUCCESS,

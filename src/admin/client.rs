@@ -148,6 +148,28 @@ impl AdminClient {
         }
     }
 
+    /// Prints the status every `every` until Ctrl-C, clearing the screen like `top`.
+    ///
+    /// # Errors
+    /// When the daemon cannot be reached or answers an error.
+    pub async fn watch(&self, every: Duration) -> anyhow::Result<()> {
+        loop {
+            let (status, answer) = self.call(reqwest::Method::GET, "/v1/status", None).await?;
+            if !status.is_success() {
+                bail!("the admin API answered {status}: {answer}");
+            }
+            print!(
+                "\x1b[2J\x1b[Hspoki-sync status (every {} s, Ctrl-C to stop)\n\n{}",
+                every.as_secs(),
+                human_status(&answer)
+            );
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => return Ok(()),
+                () = tokio::time::sleep(every) => {}
+            }
+        }
+    }
+
     /// Prints the daemon's status.
     ///
     /// # Errors
@@ -191,6 +213,16 @@ fn print_record(record: &Value, json_out: bool) {
     }
 }
 
+fn human_duration(secs: f64) -> String {
+    let s = secs.ceil() as u64;
+    match s {
+        0 => "0 s".to_owned(),
+        1..=119 => format!("{s} s"),
+        120..=7199 => format!("{} min", s.div_ceil(60)),
+        _ => format!("{:.1} h", s as f64 / 3600.0),
+    }
+}
+
 /// The status answer as lines for people.
 pub fn human_status(s: &Value) -> String {
     let n = |k: &str| s.get(k).and_then(Value::as_i64).unwrap_or(0);
@@ -207,11 +239,13 @@ pub fn human_status(s: &Value) -> String {
             .unwrap_or(0)
     };
     let mut out = String::new();
+    let eta = s.get("eta_seconds").and_then(Value::as_f64).unwrap_or(0.0);
     let _ = writeln!(
         out,
-        "outbox:    {} pending, {} in flight",
+        "outbox:    {} pending, {} in flight; drained in about {} under the current limits",
         n("outbox_pending"),
-        n("outbox_inflight")
+        n("outbox_inflight"),
+        human_duration(eta)
     );
     let _ = writeln!(
         out,
@@ -242,6 +276,28 @@ pub fn human_status(s: &Value) -> String {
                  POST /v1/sync/deletes/confirm or /cancel",
                 direction.replace('_', " ")
             );
+        }
+    }
+    if let Some(files) = s.get("recent_files").and_then(Value::as_array) {
+        if !files.is_empty() {
+            let _ = writeln!(out, "recent files:");
+            for f in files {
+                let get = |k: &str| f.get(k).map(Value::to_string).unwrap_or_default();
+                let name = f.get("file").and_then(Value::as_str).unwrap_or("?");
+                if f.get("outcome").and_then(Value::as_str) == Some("failed") {
+                    let _ = writeln!(out, "  {name}: FAILED {}", get("error"));
+                } else {
+                    let _ = writeln!(
+                        out,
+                        "  {name}: {} rows, {} accepted ({} unchanged), {} duplicates, {} rejected",
+                        get("rows"),
+                        get("accepted"),
+                        get("unchanged"),
+                        get("duplicates"),
+                        get("rejected")
+                    );
+                }
+            }
         }
     }
     if let Some(failed) = s.get("recent_failed_commands").and_then(Value::as_array) {

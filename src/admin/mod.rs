@@ -191,6 +191,14 @@ async fn status(State(state): State<AdminState>) -> Result<Json<Value>, ApiError
         .map(|(direction, n)| (direction, Value::from(n)))
         .collect();
     let mirror_backlog = state.store.mirror_backlog().await?;
+    let recent_files = state.store.recent_files(5).await?;
+    let settings = state.reloader.current.get();
+    let eta = eta_seconds(
+        counts.outbox_pending + counts.outbox_inflight,
+        settings.batch.single_max_pending,
+        settings.limit("bulk_sync_contacts").interval(),
+        settings.limit("create_or_update_contact").interval(),
+    );
     Ok(Json(json!({
         "version": env!("CARGO_PKG_VERSION"),
         "uptime_seconds": state.started.elapsed().as_secs(),
@@ -206,9 +214,29 @@ async fn status(State(state): State<AdminState>) -> Result<Json<Value>, ApiError
         "files_failed": counts.files_failed,
         "last_push_at": counts.last_push_at,
         "last_pull_at": counts.last_pull_at,
+        "eta_seconds": eta,
+        "recent_files": recent_files,
         "mirror_backlog": mirror_backlog,
         "deletes_held": held,
     })))
+}
+
+/// How long the outbox takes to drain under the current limits: one by one through the
+/// single-contact budget while few wait, else `ceil(pending / 500)` bulk slots.
+pub fn eta_seconds(
+    pending: i64,
+    single_max: usize,
+    bulk_interval: std::time::Duration,
+    single_interval: std::time::Duration,
+) -> f64 {
+    let pending = u64::try_from(pending).unwrap_or(0);
+    if pending == 0 {
+        0.0
+    } else if pending <= single_max as u64 {
+        pending as f64 * single_interval.as_secs_f64()
+    } else {
+        pending.div_ceil(500) as f64 * bulk_interval.as_secs_f64()
+    }
 }
 
 #[derive(Deserialize)]
@@ -347,4 +375,19 @@ async fn cancel_deletes(State(state): State<AdminState>) -> Result<Json<Value>, 
         "held deletions cancelled through the admin API"
     );
     Ok(Json(json!({ "cancelled": n })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::eta_seconds;
+    use std::time::Duration;
+
+    #[test]
+    fn eta_follows_the_batching_policy() {
+        let (bulk, single) = (Duration::from_secs(60), Duration::from_millis(500));
+        assert_eq!(eta_seconds(0, 20, bulk, single), 0.0);
+        assert_eq!(eta_seconds(10, 20, bulk, single), 5.0);
+        assert_eq!(eta_seconds(21, 20, bulk, single), 60.0);
+        assert_eq!(eta_seconds(1234, 20, bulk, single), 180.0);
+    }
 }

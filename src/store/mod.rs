@@ -421,6 +421,34 @@ impl Store {
         Ok(())
     }
 
+    /// The latest files handled: path, outcome, when, and the report's counts.
+    pub async fn recent_files(&self, limit: i64) -> Result<Vec<serde_json::Value>, StoreError> {
+        let rows: Vec<(String, String, String, String)> = sqlx::query_as(
+            "SELECT path, outcome, committed_at, report FROM inbox_files \
+             ORDER BY committed_at DESC LIMIT ?",
+        )
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(path, outcome, at, report)| {
+                let r: serde_json::Value = serde_json::from_str(&report).unwrap_or_default();
+                serde_json::json!({
+                    "file": path,
+                    "outcome": outcome,
+                    "at": at,
+                    "rows": r.get("rows"),
+                    "accepted": r.get("accepted"),
+                    "unchanged": r.get("unchanged"),
+                    "duplicates": r.get("duplicates"),
+                    "rejected": r.get("rejected").and_then(serde_json::Value::as_array).map(Vec::len),
+                    "error": r.get("error"),
+                })
+            })
+            .collect())
+    }
+
     pub async fn mark_file_moved(&self, path: &str, sha256: &str) -> Result<(), StoreError> {
         sqlx::query("UPDATE inbox_files SET moved = 1 WHERE path = ? AND sha256 = ?")
             .bind(path)
