@@ -801,3 +801,45 @@ mod tests {
         assert!(RateLimit::parse("5").is_err());
     }
 }
+
+#[cfg(test)]
+mod example_tests {
+    use super::*;
+
+    /// examples/config.toml parses, names every action's limit, and its values are the
+    /// defaults.
+    #[test]
+    fn the_example_config_holds_every_key_at_its_default() {
+        let text = include_str!("../examples/config.toml");
+        let example = Settings::from_toml(text).expect("the example parses");
+        let defaults = Settings::from_toml("").expect("defaults");
+        for a in actions::all() {
+            assert!(
+                text.contains(&format!("\n{} = ", a.name)),
+                "{} missing from the example",
+                a.name
+            );
+            assert_eq!(example.limit(a.name), defaults.limit(a.name), "{}", a.name);
+        }
+        assert_eq!(example.spoki.base_url, defaults.spoki.base_url);
+        assert_eq!(example.spoki.timeout, defaults.spoki.timeout);
+        assert_eq!(example.csv.settle, defaults.csv.settle);
+        assert_eq!(example.csv.rescan_interval, defaults.csv.rescan_interval);
+        assert_eq!(example.mirror.pull_interval, defaults.mirror.pull_interval);
+        assert_eq!(
+            example.mirror.max_delete_share,
+            defaults.mirror.max_delete_share
+        );
+        assert_eq!(example.admin.listen, defaults.admin.listen);
+        assert_eq!(example.webhooks.listen, defaults.webhooks.listen);
+        assert_eq!(
+            example.batch.single_max_pending,
+            defaults.batch.single_max_pending
+        );
+        assert_eq!(
+            example.commands.max_attempts,
+            defaults.commands.max_attempts
+        );
+        assert_eq!(example.log.filter, defaults.log.filter);
+    }
+}

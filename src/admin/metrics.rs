@@ -107,8 +107,14 @@ pub async fn render(store: &Store) -> Result<String, StoreError> {
         .set(counts.files_processed as f64);
     metrics::gauge!("spoki_sync_files", "outcome" => "failed").set(counts.files_failed as f64);
     for (name, at) in [
-        ("spoki_sync_last_push_timestamp_seconds", &counts.last_push_at),
-        ("spoki_sync_last_pull_timestamp_seconds", &counts.last_pull_at),
+        (
+            "spoki_sync_last_push_timestamp_seconds",
+            &counts.last_push_at,
+        ),
+        (
+            "spoki_sync_last_pull_timestamp_seconds",
+            &counts.last_pull_at,
+        ),
     ] {
         let secs = at
             .as_deref()

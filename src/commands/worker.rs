@@ -475,8 +475,7 @@ impl CommandWorker {
                         }),
                     });
                 }
-                metrics::counter!("spoki_sync_retries_total", "action" => action.name)
-                    .increment(1);
+                metrics::counter!("spoki_sync_retries_total", "action" => action.name).increment(1);
                 Attempt::Retry {
                     after: backoff::delay(failures, settings.max_backoff),
                     reason: error.to_string(),
