@@ -415,7 +415,14 @@ impl Batcher {
                     .increment(rows.len() as u64);
                 metrics::histogram!("spoki_sync_batch_fill_contacts", "action" => action)
                     .record(rows.len() as f64);
-                tracing::info!(action, contacts = rows.len(), "Spoki acknowledged contacts");
+                let first = rows.iter().map(|r| r.id).min().unwrap_or_default();
+                let last = rows.iter().map(|r| r.id).max().unwrap_or_default();
+                tracing::info!(
+                    action,
+                    contacts = rows.len(),
+                    outbox_rows = %format!("{first}..={last}"),
+                    "Spoki acknowledged contacts"
+                );
             }
             // A 2xx whose body we could not read still means Spoki took the write.
             Err(SpokiError::Decode { reason }) => {
