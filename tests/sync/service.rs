@@ -467,3 +467,53 @@ fn the_unit_file_passes_systemd_analyze_verify() {
         println!("{line}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_config_reads_credentials_and_online_checks_the_key() {
+    let sim = start_sim(SimConfig::default()).await;
+    let dir = tempfile::tempdir().expect("dir");
+    let config = dir.path().join("c.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[spoki]\nbase_url = \"{}\"\n[storage]\ndatabase = \"{}\"\n[csv]\ninbox = \"{}\"\n",
+            sim.base_url(),
+            dir.path().join("db.sqlite").display(),
+            dir.path().join("inbox").display()
+        ),
+    )
+    .expect("config");
+    let creds = dir.path().join("creds");
+    std::fs::create_dir(&creds).expect("creds dir");
+    let check = |online: bool, with_creds: bool| {
+        let mut cmd = Command::new(BIN);
+        cmd.args(["check-config", "--config"]).arg(&config);
+        if online {
+            cmd.arg("--online");
+        }
+        cmd.env_remove("SPOKI_SYNC__SPOKI__API_KEY")
+            .env_remove("SPOKI_SYNC__ADMIN__TOKEN");
+        if with_creds {
+            cmd.env("CREDENTIALS_DIRECTORY", &creds);
+        } else {
+            cmd.env_remove("CREDENTIALS_DIRECTORY");
+        }
+        cmd.output().expect("check-config")
+    };
+    let out = tokio::task::block_in_place(|| check(false, false));
+    assert_eq!(out.status.code(), Some(78), "no secrets anywhere");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("spoki.api_key"));
+    std::fs::write(creds.join("spoki_api_key"), "sim-api-key\n").expect("cred");
+    std::fs::write(creds.join("admin_token"), "t0k3n").expect("cred");
+    let out = tokio::task::block_in_place(|| check(true, true));
+    assert!(out.status.success(), "{out:?}");
+    std::fs::write(creds.join("spoki_api_key"), "wrong-key").expect("cred");
+    let out = tokio::task::block_in_place(|| check(true, true));
+    assert_eq!(out.status.code(), Some(78), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("spoki.api_key"), "{stderr}");
+    assert!(!stderr.contains("wrong-key"), "the key is never printed");
+    // Offline, a wrong key is not noticed.
+    let out = tokio::task::block_in_place(|| check(false, true));
+    assert!(out.status.success(), "{out:?}");
+}
