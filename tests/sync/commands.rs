@@ -307,14 +307,7 @@ async fn commands_queued_before_a_restart_run_after_it() {
 async fn metrics_count_requests_by_action_and_status() {
     let app = spawn_app(Duration::from_millis(500)).await;
     app.run_command("list_tags", json!({})).await;
-    let text = app
-        .admin_req(Method::GET, "/metrics")
-        .send()
-        .await
-        .expect("answer")
-        .text()
-        .await
-        .expect("text");
+    let text = app.metrics_text().await;
     let samples = parse_prometheus(&text);
     let requests = samples
         .get(r#"spoki_sync_spoki_requests_total{action="list_tags",status="200"}"#)
@@ -330,15 +323,7 @@ async fn metrics_count_requests_by_action_and_status() {
         "{text}"
     );
     app.run_command("list_tags", json!({})).await;
-    let again = parse_prometheus(
-        &app.admin_req(Method::GET, "/metrics")
-            .send()
-            .await
-            .expect("answer")
-            .text()
-            .await
-            .expect("text"),
-    );
+    let again = parse_prometheus(&app.metrics_text().await);
     let after = again
         .get(r#"spoki_sync_spoki_requests_total{action="list_tags",status="200"}"#)
         .copied()
@@ -351,15 +336,7 @@ async fn metrics_count_requests_by_action_and_status() {
     app.drop_file("m.csv", b"phone;nome\n+39 333 9990001;Metric\n");
     crate::helpers::wait_report(&app.inbox, "processed", "m.csv").await;
     app.wait_drained(Duration::from_secs(20)).await;
-    let pushed = parse_prometheus(
-        &app.admin_req(Method::GET, "/metrics")
-            .send()
-            .await
-            .expect("answer")
-            .text()
-            .await
-            .expect("text"),
-    );
+    let pushed = parse_prometheus(&app.metrics_text().await);
     let sent: f64 = pushed
         .iter()
         .filter(|(k, _)| k.starts_with("spoki_sync_contacts_sent_total{"))

@@ -153,6 +153,23 @@ impl TestApp {
             .bearer_auth(ADMIN_TOKEN)
     }
 
+    /// The Prometheus text of `GET /metrics`.
+    pub async fn metrics_text(&self) -> String {
+        self.admin_req(reqwest::Method::GET, "/metrics")
+            .send()
+            .await
+            .expect("admin API answers")
+            .text()
+            .await
+            .expect("metrics text")
+    }
+
+    /// Makes the simulator send its signed contact events to this daemon.
+    pub fn point_spoki_webhooks_here(&self, secret: &str) {
+        let url = format!("http://{}/webhooks/spoki", self.webhooks);
+        self.sim.set_event_webhook(Some(url), secret);
+    }
+
     /// `POST /v1/commands`; returns the status and the JSON answer.
     pub async fn submit(&self, action: &str, params: Value) -> (u16, Value) {
         let resp = self

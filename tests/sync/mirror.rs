@@ -263,8 +263,7 @@ async fn deletes_propagate_when_asked_and_mass_deletes_wait_for_confirmation() {
 #[tokio::test]
 async fn spoki_changes_arrive_by_webhook_and_by_pull() {
     let app = app_with(|_| {}).await;
-    let url = format!("http://{}/webhooks/spoki", app.webhooks);
-    app.sim.set_event_webhook(Some(url), SPOKI_SECRET);
+    app.point_spoki_webhooks_here(SPOKI_SECRET);
     app.sim.ui_upsert_contact(
         "+393333000001",
         json!({"first_name": "Carla", "custom_fields": {"CITTA": "Bari"}}),
@@ -298,10 +297,7 @@ async fn spoki_changes_arrive_by_webhook_and_by_pull() {
         app.sim.set_event_webhook(None, SPOKI_SECRET);
         app.sim
             .ui_upsert_contact("+393333000001", json!({"first_name": "Carla"}));
-        app.sim.set_event_webhook(
-            Some(format!("http://{}/webhooks/spoki", app.webhooks)),
-            SPOKI_SECRET,
-        );
+        app.point_spoki_webhooks_here(SPOKI_SECRET);
     }
     // A replayed event_uuid is acknowledged and applied once.
     app.sim.set_webhook_tamper(Tamper::Replay, Some(1));
@@ -448,8 +444,7 @@ async fn different_fields_merge_and_the_same_field_goes_to_the_winner() {
             ),
         )
         .await;
-        let url = format!("http://{}/webhooks/spoki", app.webhooks);
-        app.sim.set_event_webhook(Some(url), SPOKI_SECRET);
+        app.point_spoki_webhooks_here(SPOKI_SECRET);
         app.sim
             .ui_upsert_contact(phone, json!({"custom_fields": {"CITTA": "Lecco"}}));
         let expected = match winner {
@@ -465,14 +460,7 @@ async fn different_fields_merge_and_the_same_field_goes_to_the_winner() {
         .await;
         spoki_has(&app, phone, "cf:CITTA", expected).await;
         app.wait_drained(Duration::from_secs(20)).await;
-        let metrics = app
-            .admin_req(Method::GET, "/metrics")
-            .send()
-            .await
-            .expect("metrics")
-            .text()
-            .await
-            .expect("text");
+        let metrics = app.metrics_text().await;
         let winner_label = match winner {
             ConflictWinner::Mirror => "mirror",
             ConflictWinner::Spoki => "spoki",
@@ -490,8 +478,7 @@ async fn different_fields_merge_and_the_same_field_goes_to_the_winner() {
 #[tokio::test]
 async fn a_second_cycle_with_no_edits_writes_nothing_either_way() {
     let app = app_with(|_| {}).await;
-    let url = format!("http://{}/webhooks/spoki", app.webhooks);
-    app.sim.set_event_webhook(Some(url), SPOKI_SECRET);
+    app.point_spoki_webhooks_here(SPOKI_SECRET);
     agreed_contact(&app, "+393335000001").await;
     app.sim
         .ui_upsert_contact("+393335000002", json!({"first_name": "Fabio"}));
