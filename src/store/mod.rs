@@ -143,7 +143,10 @@ impl Store {
             .busy_timeout(Duration::from_secs(60))
             .foreign_keys(true);
         let pool = SqlitePoolOptions::new()
-            .max_connections(4)
+            // Inbox, batcher, command worker, mirror poller, puller and deleter, the admin API
+            // and the webhook receiver each need one at times; writers wait on the lock, not
+            // on the pool.
+            .max_connections(8)
             .connect_with(opts)
             .await?;
         sqlx::migrate!("./migrations").run(&pool).await?;

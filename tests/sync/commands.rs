@@ -294,7 +294,7 @@ async fn commands_queued_before_a_restart_run_after_it() {
     let app = app.restart().await;
     app.sim.set_faults(Faults::default());
     for id in &ids {
-        let record = app.wait_command(id, Duration::from_secs(30)).await;
+        let record = app.wait_command(id, Duration::from_secs(60)).await;
         assert_eq!(record["status"], "succeeded", "{record}");
     }
     // Same action, queued order kept: the last name wins.

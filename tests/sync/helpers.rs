@@ -68,7 +68,24 @@ pub async fn spawn_app_with(
     launch(dir, sim, settings).await
 }
 
+/// With `SPOKI_TEST_LOG=FILE`, the in-process daemons of every test log there (debugging).
+fn trace_to_file() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        if let Some(path) = std::env::var_os("SPOKI_TEST_LOG") {
+            if let Ok(file) = std::fs::File::create(path) {
+                let _ = tracing_subscriber::fmt()
+                    .with_env_filter("debug,sqlx=warn,hyper=info,reqwest=info,h2=info")
+                    .with_writer(std::sync::Mutex::new(file))
+                    .with_ansi(false)
+                    .try_init();
+            }
+        }
+    });
+}
+
 async fn launch(dir: TempDir, sim: SimHandle, settings: Settings) -> TestApp {
+    trace_to_file();
     let inbox = settings.csv.inbox.clone();
     let app = App::build(settings.clone()).await.expect("daemon builds");
     let store = app.store.clone();
