@@ -128,11 +128,9 @@ fn plan_bench(c: &mut Criterion) {
     g.sample_size(10);
     g.throughput(Throughput::Elements(n));
     for (label, db) in [("empty state", &empty_db), ("all known", &known_db)] {
-        let settings = Settings::from_toml(&format!(
-            "[storage]\ndatabase = \"{}\"\n",
-            db.display()
-        ))
-        .expect("settings");
+        let settings =
+            Settings::from_toml(&format!("[storage]\ndatabase = \"{}\"\n", db.display()))
+                .expect("settings");
         g.bench_with_input(BenchmarkId::new("20k rows", label), &settings, |b, s| {
             b.iter(|| {
                 rt.block_on(spoki_sync::plan::plan(s, &csv, None))

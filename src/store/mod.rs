@@ -121,6 +121,9 @@ fn reason_class(reason: &str) -> &'static str {
     }
 }
 
+/// Phones per lookup query in `known` (SQLite allows 32,766 parameters).
+const KNOWN_CHUNK: usize = 2000;
+
 fn placeholders(n: usize) -> String {
     let mut s = String::with_capacity(n * 2);
     for i in 0..n {
@@ -196,7 +199,11 @@ impl Store {
         phones: &[Phone],
     ) -> Result<HashMap<Phone, Known>, StoreError> {
         let mut out: HashMap<Phone, Known> = HashMap::with_capacity(phones.len());
-        for chunk in phones.chunks(500) {
+        // An empty outbox (the usual case for `plan` and a first import) needs no lookup.
+        let (queued,): (i64,) = sqlx::query_as("SELECT EXISTS (SELECT 1 FROM outbox)")
+            .fetch_one(&mut *conn)
+            .await?;
+        for chunk in phones.chunks(KNOWN_CHUNK) {
             let texts: Vec<String> = chunk.iter().map(Phone::to_string).collect();
             let ph = placeholders(texts.len());
             let sql = format!(
@@ -212,24 +219,26 @@ impl Store {
                 k.in_state = true;
                 k.effective = fields_from_row(&row)?;
             }
-            let sql = format!(
-                "SELECT id, phone, list_id, state, first_name, last_name, email, language, \
-                 custom_fields FROM outbox WHERE phone IN ({ph}) \
-                 ORDER BY CASE state WHEN 'inflight' THEN 0 ELSE 1 END, id"
-            );
-            let mut q = sqlx::query(AssertSqlSafe(sql));
-            for t in &texts {
-                q = q.bind(t);
-            }
-            for row in q.fetch_all(&mut *conn).await? {
-                let phone = phone_from_row(&row)?;
-                let fields = fields_from_row(&row)?;
-                let k = out.entry(phone).or_default();
-                k.effective.overlay(&fields);
-                let state: String = row.try_get("state")?;
-                let row_list: i64 = row.try_get("list_id")?;
-                if state == "pending" && row_list == list.0 {
-                    k.pending_here = Some((row.try_get("id")?, fields));
+            if queued != 0 {
+                let sql = format!(
+                    "SELECT id, phone, list_id, state, first_name, last_name, email, language, \
+                     custom_fields FROM outbox WHERE phone IN ({ph}) \
+                     ORDER BY CASE state WHEN 'inflight' THEN 0 ELSE 1 END, id"
+                );
+                let mut q = sqlx::query(AssertSqlSafe(sql));
+                for t in &texts {
+                    q = q.bind(t);
+                }
+                for row in q.fetch_all(&mut *conn).await? {
+                    let phone = phone_from_row(&row)?;
+                    let fields = fields_from_row(&row)?;
+                    let k = out.entry(phone).or_default();
+                    k.effective.overlay(&fields);
+                    let state: String = row.try_get("state")?;
+                    let row_list: i64 = row.try_get("list_id")?;
+                    if state == "pending" && row_list == list.0 {
+                        k.pending_here = Some((row.try_get("id")?, fields));
+                    }
                 }
             }
             if !list.is_none() {
