@@ -85,6 +85,12 @@ impl App {
         );
         batcher.restore_budget_marks().await?;
         batcher.hold_after_crash(&recovered);
+        if store.begin_run().await? {
+            // A request may have left just before the crash, after its send time was last
+            // stored: every action waits one whole interval before its first request.
+            tracing::warn!("the last run did not stop cleanly; every action waits one interval");
+            budgets.hold_all_one_interval();
+        }
         let current = Live::new(settings.clone());
         let mirror_live = Live::new(MirrorSettings::from_settings(&settings));
         let mirror = Mirror::new(
@@ -285,6 +291,9 @@ impl App {
             .is_err()
         {
             tracing::warn!("tasks did not stop in time; exiting anyway (nothing is lost)");
+        }
+        if let Err(error) = self.store.end_run().await {
+            tracing::warn!(%error, "cannot record the clean stop");
         }
         self.store.close().await;
         tracing::info!("stopped");

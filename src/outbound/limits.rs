@@ -209,6 +209,13 @@ impl Budgets {
         }
     }
 
+    /// After a crash: no action sends before one whole interval has passed.
+    pub fn hold_all_one_interval(&self) {
+        for budget in self.map.values() {
+            budget.block_for(budget.limit().interval());
+        }
+    }
+
     pub fn apply(&self, settings: &Settings) {
         for (name, budget) in self.map.iter() {
             budget.set_limit(settings.limit(name));

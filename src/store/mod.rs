@@ -490,6 +490,33 @@ impl Store {
         )
     }
 
+    /// Marks this run as started; returns whether the previous one ended without a clean stop
+    /// (its mark is still there): a crash or `kill -9`.
+    pub async fn begin_run(&self) -> Result<bool, StoreError> {
+        let mut tx = self.begin().await?;
+        let (crashed,): (i64,) =
+            sqlx::query_as("SELECT EXISTS (SELECT 1 FROM meta WHERE key = 'running')")
+                .fetch_one(&mut *tx)
+                .await?;
+        sqlx::query(
+            "INSERT INTO meta (key, value) VALUES ('running', ?) \
+             ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+        )
+        .bind(now_rfc3339())
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(crashed != 0)
+    }
+
+    /// A clean stop: the next start need not assume a crash.
+    pub async fn end_run(&self) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM meta WHERE key = 'running'")
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     pub async fn set_meta(&self, key: &str, value: &str) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO meta (key, value) VALUES (?, ?) \

@@ -319,3 +319,57 @@ pub fn contacts_csv(start: u64, n: u64, name_suffix: &str) -> Vec<u8> {
     }
     s.into_bytes()
 }
+
+/// The real binary, killed when dropped.
+pub struct Daemon {
+    pub child: std::process::Child,
+    pub log: PathBuf,
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Daemon {
+    pub fn signal(&self, sig: &str) {
+        let status = std::process::Command::new("kill")
+            .args([&format!("-{sig}"), &self.child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success());
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// Starts `spoki-sync run --config CONFIG`, logging to CONFIG.log.
+pub fn start_daemon(config: &Path, envs: &[(&str, String)]) -> Daemon {
+    let log = config.with_extension("log");
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_spoki-sync"));
+    cmd.args(["run", "--config"])
+        .arg(config)
+        .env("RUST_LOG", "info")
+        .env_remove("NOTIFY_SOCKET")
+        .env_remove("WATCHDOG_USEC")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("log file"));
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    Daemon {
+        child: cmd.spawn().expect("start the daemon"),
+        log,
+    }
+}

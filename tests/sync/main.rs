@@ -2,6 +2,7 @@
 //! the bundled simulator on loopback, with a real SQLite file and a real watched folder.
 
 mod catalogue;
+mod chaos;
 mod commands;
 mod helpers;
 mod inbox;

@@ -227,17 +227,24 @@ async fn deletes_propagate_when_asked_and_mass_deletes_wait_for_confirmation() {
     .await;
     // Three at once is too many: held, reported, and carried out only once confirmed.
     exec(&app, "DELETE FROM contacts WHERE phone != '+393332000002'").await;
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    wait_until(
+        Duration::from_secs(20),
+        "the held deletions in status",
+        || async {
+            let status: Value = app
+                .admin_req(Method::GET, "/v1/status")
+                .send()
+                .await
+                .expect("status")
+                .json()
+                .await
+                .expect("json");
+            status["deletes_held"]["to_spoki"] == 2
+        },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(app.sim.contact_by_phone("+393332000003").is_some(), "held");
-    let status: Value = app
-        .admin_req(Method::GET, "/v1/status")
-        .send()
-        .await
-        .expect("status")
-        .json()
-        .await
-        .expect("json");
-    assert_eq!(status["deletes_held"]["to_spoki"], 2, "{status}");
     let confirmed: Value = app
         .admin_req(Method::POST, "/v1/sync/deletes/confirm")
         .send()

@@ -3,49 +3,16 @@
 
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use spoki_sync::sim::{SimConfig, SimHandle};
 
-use crate::helpers::{contacts_csv, start_sim, wait_until};
+use crate::helpers::{contacts_csv, free_port, start_daemon as start, start_sim, wait_until};
 
 const BIN: &str = env!("CARGO_BIN_EXE_spoki-sync");
 const TOKEN: &str = "service-test-token";
-
-struct Daemon {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Daemon {
-    fn signal(&self, sig: &str) {
-        let status = Command::new("kill")
-            .args([&format!("-{sig}"), &self.child.id().to_string()])
-            .status()
-            .expect("kill");
-        assert!(status.success());
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
 
 /// A config file for the binary against `sim`, with `extra` TOML lines in `[spoki.rate_limits]`.
 fn write_config(dir: &Path, sim: &SimHandle, admin_port: u16, limits: &str) -> PathBuf {
@@ -79,25 +46,6 @@ listen = "127.0.0.1:0"
     )
     .expect("write config");
     path
-}
-
-fn start(config: &Path, envs: &[(&str, String)]) -> Daemon {
-    let log = config.with_extension("log");
-    let mut cmd = Command::new(BIN);
-    cmd.args(["run", "--config"])
-        .arg(config)
-        .env("RUST_LOG", "info")
-        .env_remove("NOTIFY_SOCKET")
-        .env_remove("WATCHDOG_USEC")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).expect("log file"));
-    for (k, v) in envs {
-        cmd.env(k, v);
-    }
-    Daemon {
-        child: cmd.spawn().expect("start the daemon"),
-        log,
-    }
 }
 
 async fn admin(port: u16, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
