@@ -3,6 +3,8 @@
 
 mod commands;
 mod mirror;
+#[cfg(test)]
+mod model_tests;
 mod outbox;
 
 use std::collections::{BTreeMap, HashMap};
