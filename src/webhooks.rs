@@ -220,10 +220,13 @@ async fn contacts(State(state): State<WebhookState>, headers: HeaderMap, body: B
             .into_response(),
         Err(e) => {
             tracing::error!(error = %e, "cannot queue webhook contacts");
-            error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "cannot store the contacts now; retry",
-            )
+            let why = if e.cannot_write() {
+                "the database cannot be written (disk full or read-only); nothing was stored, \
+                 retry later"
+            } else {
+                "cannot store the contacts now; nothing was stored, retry"
+            };
+            error(StatusCode::SERVICE_UNAVAILABLE, why)
         }
     }
 }

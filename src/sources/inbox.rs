@@ -94,6 +94,14 @@ impl Inbox {
         loop {
             let next = match self.scan_once(&cancel).await {
                 Ok(next) => next,
+                Err(e) if e.cannot_write() => {
+                    tracing::error!(
+                        error = %e,
+                        "the database cannot be written (disk full or read-only): files stay \
+                         in the inbox until it can; retrying every 5 s"
+                    );
+                    Duration::from_secs(5)
+                }
                 Err(e) => {
                     tracing::error!(error = %e, "inbox scan failed; retrying");
                     Duration::from_secs(1)

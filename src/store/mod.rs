@@ -35,6 +35,20 @@ pub enum StoreError {
     Corrupt(String),
 }
 
+impl StoreError {
+    /// The database cannot take writes: the disk is full (SQLITE_FULL) or the file or its
+    /// folder is read-only (SQLITE_READONLY, SQLITE_CANTOPEN on a write, I/O errors). Input
+    /// is then left where it is, to be taken once writes work again.
+    pub fn cannot_write(&self) -> bool {
+        let StoreError::Db(sqlx::Error::Database(e)) = self else {
+            return false;
+        };
+        let code = e.code().and_then(|c| c.parse::<i32>().ok()).unwrap_or(0);
+        // Primary result codes: 8 READONLY, 10 IOERR, 13 FULL, 14 CANTOPEN.
+        matches!(code & 0xff, 8 | 10 | 13 | 14)
+    }
+}
+
 pub fn now_rfc3339() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }

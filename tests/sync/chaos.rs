@@ -366,3 +366,139 @@ async fn random_kills_during_csv_mirror_and_webhook_traffic_lose_nothing() {
         "no rate limit exceeded: {timeline:?}"
     );
 }
+
+/// A small tmpfs mounted for the test, unmounted when dropped.
+struct TinyDisk(std::path::PathBuf);
+
+impl TinyDisk {
+    fn mount(at: &Path, size: &str) -> Result<TinyDisk, String> {
+        std::fs::create_dir_all(at).map_err(|e| e.to_string())?;
+        let out = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(at)
+            .output()
+            .map_err(|e| e.to_string())?;
+        if out.status.success() {
+            Ok(TinyDisk(at.to_path_buf()))
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).trim().to_owned())
+        }
+    }
+}
+
+impl Drop for TinyDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .args(["-l"])
+            .arg(&self.0)
+            .status();
+    }
+}
+
+/// Fills the file system holding `dir` with one file; returns its path.
+fn fill(dir: &Path) -> std::path::PathBuf {
+    use std::io::Write as _;
+    let path = dir.join("filler");
+    let mut f = std::fs::File::create(&path).expect("filler");
+    let chunk = vec![0u8; 16 * 1024];
+    while f.write_all(&chunk).is_ok() {}
+    let _ = f.sync_all();
+    path
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_stops_input_and_everything_arrives_once_space_returns() {
+    let dir = tempfile::tempdir().expect("dir");
+    let disk = match TinyDisk::mount(&dir.path().join("disk"), "4m") {
+        Ok(d) => d,
+        Err(why) => {
+            println!("SKIPPED: cannot mount a small tmpfs here ({why})");
+            return;
+        }
+    };
+    let window = Duration::from_millis(1000);
+    let sim = start_sim(SimConfig {
+        window,
+        ..SimConfig::default()
+    })
+    .await;
+    let (admin, hooks) = (free_port(), free_port());
+    let config = write_config(
+        dir.path(),
+        &sim.base_url(),
+        admin,
+        hooks,
+        window.as_millis(),
+    );
+    // The database goes on the small disk, the inbox stays on the big one.
+    let db = disk.0.join("state.db");
+    let text = std::fs::read_to_string(&config).expect("config").replace(
+        &format!("database = \"{}\"", dir.path().join("state.db").display()),
+        &format!("database = \"{}\"", db.display()),
+    );
+    std::fs::write(&config, text).expect("config");
+    let daemon = start_daemon(&config, &[]);
+    let inbox = dir.path().join("inbox");
+    wait_until(Duration::from_secs(20), "the daemon", || async move {
+        reqwest::get(format!("http://127.0.0.1:{admin}/healthz"))
+            .await
+            .is_ok()
+    })
+    .await;
+
+    let filler = fill(&disk.0);
+    let mut csv = String::from("telefono;nome\n");
+    for i in 0..2000u64 {
+        csv.push_str(&format!("+39333720{i:04};Disk{i}\n"));
+    }
+    std::fs::write(inbox.join("full.csv.part"), &csv).expect("csv");
+    std::fs::rename(inbox.join("full.csv.part"), inbox.join("full.csv")).expect("rename");
+    wait_until(Duration::from_secs(20), "the clear error", || {
+        let seen = daemon.log().contains("cannot be written");
+        async move { seen }
+    })
+    .await;
+    // Nothing was taken: the file waits in the inbox, Spoki has none of it.
+    assert!(
+        inbox.join("full.csv").exists(),
+        "the file stays in the inbox"
+    );
+    assert!(
+        !inbox
+            .join("failed")
+            .read_dir()
+            .is_ok_and(|mut d| d.next().is_some())
+    );
+    assert!(sim.contact_by_phone("+393337200000").is_none());
+    // A webhook is refused with 503 rather than accepted and lost.
+    let body = br#"{"contacts":[{"phone":"+393337299999"}]}"#;
+    let ts = chrono::Utc::now().timestamp();
+    let mut mac = Hmac::<Sha256>::new_from_slice(KEY).expect("key");
+    mac.update(format!("disk-1.{ts}.").as_bytes());
+    mac.update(body);
+    let sig = base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes());
+    let answer = reqwest::Client::new()
+        .post(format!("http://127.0.0.1:{hooks}/webhooks/contacts"))
+        .header("webhook-id", "disk-1")
+        .header("webhook-timestamp", ts.to_string())
+        .header("webhook-signature", format!("v1,{sig}"))
+        .body(body.to_vec())
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(answer.status(), 503);
+
+    // Space returns: everything goes through.
+    std::fs::remove_file(filler).expect("free space");
+    wait_until(
+        Duration::from_secs(60),
+        "all 2,000 contacts in Spoki",
+        || {
+            let n = sim.contacts().len();
+            async move { n == 2000 }
+        },
+    )
+    .await;
+    assert!(!inbox.join("full.csv").exists());
+    drop(daemon);
+}
