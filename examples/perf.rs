@@ -39,8 +39,11 @@ async fn processed(inbox: &Path, name: &str) {
     loop {
         let done = std::fs::read_dir(inbox.join("processed"))
             .map(|d| {
-                d.flatten()
-                    .any(|e| e.file_name().to_string_lossy().ends_with(&format!("-{name}")))
+                d.flatten().any(|e| {
+                    e.file_name()
+                        .to_string_lossy()
+                        .ends_with(&format!("-{name}"))
+                })
             })
             .unwrap_or(false);
         if done {
@@ -132,5 +135,9 @@ async fn main() -> anyhow::Result<()> {
 
 fn csv_rows(path: &Path) -> std::io::Result<u64> {
     let bytes = std::fs::read(path)?;
-    Ok(bytes.iter().filter(|b| **b == b'\n').count().saturating_sub(1) as u64)
+    Ok(bytes
+        .iter()
+        .filter(|b| **b == b'\n')
+        .count()
+        .saturating_sub(1) as u64)
 }

@@ -103,20 +103,26 @@ impl Sink for OutboxSink<'_> {
     }
 
     async fn write(&mut self, list: ListId, writes: Vec<PendingWrite>) -> Result<(), StoreError> {
+        // New rows go in many to a statement; merging into a pending row is one by one.
+        let mut fresh = Vec::new();
         for w in writes {
             let key = format!("{}:{}", self.file, w.line);
-            Store::put_pending(
-                self.tx,
-                w.phone,
-                list,
-                &w.changes,
-                w.pending.as_ref(),
-                "csv",
-                &key,
-            )
-            .await?;
+            if w.pending.is_some() {
+                Store::put_pending(
+                    self.tx,
+                    w.phone,
+                    list,
+                    &w.changes,
+                    w.pending.as_ref(),
+                    "csv",
+                    &key,
+                )
+                .await?;
+            } else {
+                fresh.push((w.phone, w.changes, key));
+            }
         }
-        Ok(())
+        Store::insert_pending_many(self.tx, list, &fresh, "csv").await
     }
 }
 

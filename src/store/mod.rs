@@ -324,6 +324,40 @@ impl Store {
         Ok(())
     }
 
+    /// Queues new rows (no pending row exists for their contact), many per statement.
+    pub async fn insert_pending_many(
+        conn: &mut SqliteConnection,
+        list: ListId,
+        rows: &[(Phone, ContactFields, String)],
+        source: &str,
+    ) -> Result<(), StoreError> {
+        const PER_STATEMENT: usize = 200;
+        let now = now_rfc3339();
+        for chunk in rows.chunks(PER_STATEMENT) {
+            let values = vec!["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"; chunk.len()].join(", ");
+            let sql = format!(
+                "INSERT INTO outbox (phone, list_id, first_name, last_name, email, language, \
+                 custom_fields, source, source_key, enqueued_at) VALUES {values}"
+            );
+            let mut q = sqlx::query(AssertSqlSafe(sql));
+            for (phone, fields, key) in chunk {
+                q = q
+                    .bind(phone.to_string())
+                    .bind(list.0)
+                    .bind(fields.first_name.clone())
+                    .bind(fields.last_name.clone())
+                    .bind(fields.email.clone())
+                    .bind(fields.language.clone())
+                    .bind(fields_json(fields))
+                    .bind(source.to_owned())
+                    .bind(key.clone())
+                    .bind(now.clone());
+            }
+            q.execute(&mut *conn).await?;
+        }
+        Ok(())
+    }
+
     pub async fn insert_reject(
         conn: &mut SqliteConnection,
         source: &str,
