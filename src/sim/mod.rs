@@ -253,6 +253,9 @@ pub struct Faults {
     pub drop_after_write_rate: f64,
     /// How much later than usual those answers come.
     pub late_answer_delay_ms: u64,
+    /// Share (0.0..=1.0) of answers whose connection is cut while the answer is being
+    /// written: the call's effect is applied, the client gets a broken connection.
+    pub drop_connection_rate: f64,
 }
 
 /// One call that reached the API, whatever its answer.
@@ -418,7 +421,12 @@ fn spawn(
         outbox,
     });
     let app = routes::router(Arc::clone(&shared));
+    let shared_for_io = Arc::clone(&shared);
     let task = tokio::spawn(async move {
+        let listener = FaultyListener {
+            inner: listener,
+            shared: Arc::clone(&shared_for_io),
+        };
         let served = axum::serve(listener, app)
             .with_graceful_shutdown(async move {
                 // An error means every handle is gone: nobody can ask for a stop any more.
@@ -680,5 +688,85 @@ impl SimHandle {
     /// Stops accepting connections and ends the server once calls in flight are answered.
     pub fn shutdown(&self) {
         self.shared.shutdown.send_replace(true);
+    }
+}
+
+/// Accepts connections whose writes can be cut (`Faults::drop_connection_rate`).
+struct FaultyListener {
+    inner: TcpListener,
+    shared: Arc<Shared>,
+}
+
+impl axum::serve::Listener for FaultyListener {
+    type Io = FaultyIo;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        loop {
+            match self.inner.accept().await {
+                Ok((stream, addr)) => {
+                    return (
+                        FaultyIo {
+                            inner: stream,
+                            shared: Arc::clone(&self.shared),
+                        },
+                        addr,
+                    );
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(5)).await,
+            }
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        self.inner.local_addr()
+    }
+}
+
+/// A connection that, when the fault fires, fails the first write of an answer: the server
+/// drops the connection after the call took effect.
+struct FaultyIo {
+    inner: tokio::net::TcpStream,
+    shared: Arc<Shared>,
+}
+
+impl tokio::io::AsyncRead for FaultyIo {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for FaultyIo {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let rate = self.shared.lock().faults.drop_connection_rate;
+        if rate > 0.0 && rand::Rng::random::<f64>(&mut rand::rng()) < rate {
+            return std::task::Poll::Ready(Err(std::io::Error::new(
+                std::io::ErrorKind::ConnectionReset,
+                "simulated dropped connection",
+            )));
+        }
+        std::pin::Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }

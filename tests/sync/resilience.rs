@@ -204,3 +204,41 @@ listen = "127.0.0.1:0"
         "the restart kept the spacing: {throttled:?} {times:?}\n{log}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropped_connections_lose_nothing() {
+    // A third of the answers are cut while being written: Spoki applied the call, the daemon
+    // sees a broken connection. Contact writes are upserts, so sending them again is harmless.
+    let window = Duration::from_millis(500);
+    let app = spawn_app_with(
+        SimConfig {
+            window,
+            faults: Faults {
+                drop_connection_rate: 0.3,
+                ..Faults::default()
+            },
+            ..SimConfig::default()
+        },
+        window,
+        |s| s.batch.max_backoff = Duration::from_millis(500),
+    )
+    .await;
+    app.drop_file("cut.csv", &contacts_csv(6_000_000, 1234, ""));
+    wait_report(&app.inbox, "processed", "cut.csv").await;
+    app.wait_drained(Duration::from_secs(60)).await;
+    assert_eq!(app.sim.contacts().len(), 1234, "every contact arrived");
+    for i in [6_000_000u64, 6_000_617, 6_001_233] {
+        let c = app
+            .sim
+            .contact_by_phone(&format!("+39333{i:07}"))
+            .expect("contact present");
+        assert_eq!(c["first_name"], format!("Nome{i}"));
+    }
+    assert!(app.store.rejects(10).await.expect("rejects").is_empty());
+    // Reads through the same cuts: retried until answered.
+    for _ in 0..5 {
+        let record = app.run_command("list_tags", serde_json::json!({})).await;
+        assert_eq!(record["status"], "succeeded", "{record}");
+    }
+    app.stop().await;
+}
