@@ -791,6 +791,19 @@ mod tests {
     }
 
     #[test]
+    fn an_accepted_webhooks_secret_decodes() {
+        // Found while writing the config fuzz target (fuzz/seeds/config/whsec-blank.toml): the
+        // check trimmed the base64 after `whsec_`, `webhooks::decode_whsec` did not, so a
+        // config that passed the check then failed when the webhook keys were built.
+        let s = Settings::from_toml("[webhooks]\nsecret = \"whsec_ a2V5\"\n").expect("valid");
+        let secret = s.webhooks.secret.expect("set");
+        assert_eq!(
+            crate::webhooks::decode_whsec(&secret).expect("decodes"),
+            b"key"
+        );
+    }
+
+    #[test]
     fn rate_limits_parse() {
         assert_eq!(RateLimit::parse("1/60s"), Ok(RateLimit::per_minute(1)));
         assert_eq!(

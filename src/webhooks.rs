@@ -56,7 +56,8 @@ pub struct WebhookState {
 /// A secret that is not `whsec_<base64>`; the text never includes the secret.
 pub fn decode_whsec(secret: &Secret) -> Result<Vec<u8>, String> {
     let text = secret.expose().trim();
-    let b64 = text.strip_prefix("whsec_").unwrap_or(text);
+    // Trimmed after the prefix too, as the configuration check does (`whsec_ <base64>`).
+    let b64 = text.strip_prefix("whsec_").unwrap_or(text).trim();
     B64.decode(b64)
         .map_err(|_| "webhooks.secret: must be whsec_ followed by base64".to_owned())
 }
@@ -85,7 +86,9 @@ fn now_secs() -> i64 {
 }
 
 fn fresh(ts: i64) -> bool {
-    (now_secs() - ts).abs() <= TOLERANCE_SECS
+    // `abs_diff`: a timestamp near i64::MIN must not overflow the subtraction (a panic with
+    // overflow checks, and a wrap to "fresh" without them).
+    now_secs().abs_diff(ts) <= TOLERANCE_SECS.unsigned_abs()
 }
 
 /// Standard Webhooks: `v1,<base64 HMAC-SHA256(key, "<id>.<timestamp>.<body>")>`, possibly
@@ -493,8 +496,41 @@ mod tests {
     }
 
     #[test]
+    fn timestamps_near_i64_min_are_refused_without_overflow() {
+        // Found while writing the webhooks fuzz target (fuzz/seeds/webhooks/ts-i64-min.txt):
+        // `now - ts` overflowed.
+        let key = b"k";
+        for ts in [
+            i64::MIN,
+            i64::MIN + 1,
+            now_secs().wrapping_add(i64::MIN),
+            i64::MAX,
+        ] {
+            let h = sign_standard(key, "msg_1", ts, b"{}");
+            assert_eq!(
+                verify_standard(key, &h, b"{}"),
+                Err("webhook-timestamp is outside the 5-minute tolerance".to_owned()),
+                "{ts}"
+            );
+            let mut s = HeaderMap::new();
+            s.insert(
+                "x-spoki-signature",
+                format!("t={ts},v2=00").parse().expect("header"),
+            );
+            assert_eq!(
+                verify_spoki(key, &s, b"{}"),
+                Err("X-Spoki-Signature timestamp is outside the 300 s tolerance".to_owned()),
+                "{ts}"
+            );
+        }
+    }
+
+    #[test]
     fn whsec_keys_decode() {
         let s = Secret::new(format!("whsec_{}", B64.encode(b"key bytes")));
+        assert_eq!(decode_whsec(&s).expect("decodes"), b"key bytes");
+        // The configuration check accepts blanks after the prefix; so must the decoding.
+        let s = Secret::new(format!("whsec_ {}", B64.encode(b"key bytes")));
         assert_eq!(decode_whsec(&s).expect("decodes"), b"key bytes");
         let err = decode_whsec(&Secret::new("whsec_!!!")).expect_err("bad");
         assert!(!err.contains("!!!"), "the secret is not echoed");
