@@ -502,3 +502,62 @@ async fn a_full_disk_stops_input_and_everything_arrives_once_space_returns() {
     assert!(!inbox.join("full.csv").exists());
     drop(daemon);
 }
+
+fn remount(at: &Path, mode: &str) {
+    let ok = std::process::Command::new("mount")
+        .args(["-o", &format!("remount,{mode}")])
+        .arg(at)
+        .status()
+        .expect("mount")
+        .success();
+    assert!(ok, "remount {mode}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_only_database_is_refused_clearly_and_works_once_writable() {
+    let dir = tempfile::tempdir().expect("dir");
+    let disk = match TinyDisk::mount(&dir.path().join("disk"), "4m") {
+        Ok(d) => d,
+        Err(why) => {
+            println!("SKIPPED: cannot mount a small tmpfs here ({why})");
+            return;
+        }
+    };
+    let sim = start_sim(SimConfig::default()).await;
+    let (admin, hooks) = (free_port(), free_port());
+    let config = write_config(dir.path(), &sim.base_url(), admin, hooks, 1000);
+    let db = disk.0.join("state.db");
+    let text = std::fs::read_to_string(&config).expect("config").replace(
+        &format!("database = \"{}\"", dir.path().join("state.db").display()),
+        &format!("database = \"{}\"", db.display()),
+    );
+    std::fs::write(&config, text).expect("config");
+    let run_once = |expect_up: bool| {
+        let mut daemon = start_daemon(&config, &[]);
+        if expect_up {
+            let up = (0..200).any(|_| {
+                std::thread::sleep(Duration::from_millis(50));
+                std::net::TcpStream::connect(("127.0.0.1", admin)).is_ok()
+            });
+            daemon.signal("TERM");
+            let status = daemon.child.wait().expect("exit");
+            (up, status, daemon.log())
+        } else {
+            let status = daemon.child.wait().expect("exit");
+            (false, status, daemon.log())
+        }
+    };
+    // Create the database, then make its disk read-only.
+    let (up, status, log) = tokio::task::block_in_place(|| run_once(true));
+    assert!(up && status.success(), "{log}");
+    remount(&disk.0, "ro");
+    // Refused at start, with a clear error naming the database (systemd restarts it).
+    let (_, status, log) = tokio::task::block_in_place(|| run_once(false));
+    assert!(!status.success(), "must not run on a read-only database");
+    assert!(log.contains("cannot open the database"), "{log}");
+    assert!(log.contains(&db.display().to_string()), "{log}");
+    // Writable again: it runs.
+    remount(&disk.0, "rw");
+    let (up, status, log) = tokio::task::block_in_place(|| run_once(true));
+    assert!(up && status.success(), "{log}");
+}
