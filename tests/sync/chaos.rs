@@ -406,17 +406,26 @@ fn fill(dir: &Path) -> std::path::PathBuf {
     path
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_full_disk_stops_input_and_everything_arrives_once_space_returns() {
+/// A daemon configuration whose database sits on a 4 MB tmpfs; `None` (with SKIPPED
+/// printed) where a tmpfs cannot be mounted. The disk is unmounted before the folder goes.
+struct DiskSetup {
+    disk: TinyDisk,
+    dir: tempfile::TempDir,
+    sim: spoki_sync::sim::SimHandle,
+    admin: u16,
+    hooks: u16,
+    config: std::path::PathBuf,
+}
+
+async fn on_tiny_disk(window: Duration) -> Option<DiskSetup> {
     let dir = tempfile::tempdir().expect("dir");
     let disk = match TinyDisk::mount(&dir.path().join("disk"), "4m") {
         Ok(d) => d,
         Err(why) => {
             println!("SKIPPED: cannot mount a small tmpfs here ({why})");
-            return;
+            return None;
         }
     };
-    let window = Duration::from_millis(1000);
     let sim = start_sim(SimConfig {
         window,
         ..SimConfig::default()
@@ -431,12 +440,35 @@ async fn a_full_disk_stops_input_and_everything_arrives_once_space_returns() {
         window.as_millis(),
     );
     // The database goes on the small disk, the inbox stays on the big one.
-    let db = disk.0.join("state.db");
     let text = std::fs::read_to_string(&config).expect("config").replace(
         &format!("database = \"{}\"", dir.path().join("state.db").display()),
-        &format!("database = \"{}\"", db.display()),
+        &format!("database = \"{}\"", disk.0.join("state.db").display()),
     );
     std::fs::write(&config, text).expect("config");
+    Some(DiskSetup {
+        disk,
+        dir,
+        sim,
+        admin,
+        hooks,
+        config,
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_stops_input_and_everything_arrives_once_space_returns() {
+    let Some(setup) = on_tiny_disk(Duration::from_millis(1000)).await else {
+        return;
+    };
+    let DiskSetup {
+        disk,
+        dir,
+        sim,
+        admin,
+        hooks,
+        config,
+    } = &setup;
+    let (admin, hooks) = (*admin, *hooks);
     let daemon = start_daemon(&config, &[]);
     let inbox = dir.path().join("inbox");
     wait_until(Duration::from_secs(20), "the daemon", || async move {
@@ -515,23 +547,17 @@ fn remount(at: &Path, mode: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_read_only_database_is_refused_clearly_and_works_once_writable() {
-    let dir = tempfile::tempdir().expect("dir");
-    let disk = match TinyDisk::mount(&dir.path().join("disk"), "4m") {
-        Ok(d) => d,
-        Err(why) => {
-            println!("SKIPPED: cannot mount a small tmpfs here ({why})");
-            return;
-        }
+    let Some(setup) = on_tiny_disk(Duration::from_millis(1000)).await else {
+        return;
     };
-    let sim = start_sim(SimConfig::default()).await;
-    let (admin, hooks) = (free_port(), free_port());
-    let config = write_config(dir.path(), &sim.base_url(), admin, hooks, 1000);
+    let DiskSetup {
+        disk,
+        config,
+        admin,
+        ..
+    } = &setup;
+    let admin = *admin;
     let db = disk.0.join("state.db");
-    let text = std::fs::read_to_string(&config).expect("config").replace(
-        &format!("database = \"{}\"", dir.path().join("state.db").display()),
-        &format!("database = \"{}\"", db.display()),
-    );
-    std::fs::write(&config, text).expect("config");
     let run_once = |expect_up: bool| {
         let mut daemon = start_daemon(&config, &[]);
         if expect_up {
