@@ -469,7 +469,7 @@ async fn a_full_disk_stops_input_and_everything_arrives_once_space_returns() {
         config,
     } = &setup;
     let (admin, hooks) = (*admin, *hooks);
-    let daemon = start_daemon(&config, &[]);
+    let daemon = start_daemon(config, &[]);
     let inbox = dir.path().join("inbox");
     wait_until(Duration::from_secs(20), "the daemon", || async move {
         reqwest::get(format!("http://127.0.0.1:{admin}/healthz"))
@@ -559,7 +559,7 @@ async fn a_read_only_database_is_refused_clearly_and_works_once_writable() {
     let admin = *admin;
     let db = disk.0.join("state.db");
     let run_once = |expect_up: bool| {
-        let mut daemon = start_daemon(&config, &[]);
+        let mut daemon = start_daemon(config, &[]);
         if expect_up {
             let up = (0..200).any(|_| {
                 std::thread::sleep(Duration::from_millis(50));
