@@ -41,8 +41,7 @@ impl WebhookKeys {
 }
 
 pub fn token_digest(token: &Secret) -> [u8; 32] {
-    use sha2::Digest;
-    sha2::Sha256::digest(token.expose().as_bytes()).into()
+    crate::admin::digest(token.expose())
 }
 
 pub fn inbox_settings(s: &Settings) -> InboxSettings {

@@ -57,7 +57,8 @@ impl AdminState {
     }
 }
 
-fn digest(text: &str) -> [u8; 32] {
+/// The SHA-256 of a bearer token: what is kept and compared, in constant time.
+pub fn digest(text: &str) -> [u8; 32] {
     Sha256::digest(text.as_bytes()).into()
 }
 
