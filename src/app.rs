@@ -84,11 +84,14 @@ impl App {
             wake.clone(),
         );
         batcher.restore_budget_marks().await?;
-        batcher.hold_after_crash(&recovered);
-        if store.begin_run().await? {
-            // A request may have left just before the crash, after its send time was last
-            // stored: every action waits one whole interval before its first request.
-            tracing::warn!("the last run did not stop cleanly; every action waits one interval");
+        // After a crash, or rows left in flight past the drain deadline, a request may have
+        // left after its send time was last stored: every action waits one whole interval.
+        let crashed = store.begin_run().await?;
+        if crashed || !recovered.is_empty() {
+            tracing::warn!(
+                crashed,
+                "the last run did not stop cleanly; every action waits one interval"
+            );
             budgets.hold_all_one_interval();
         }
         let current = Live::new(settings.clone());

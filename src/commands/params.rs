@@ -482,11 +482,7 @@ fn check(action: &str, params: Value) -> Result<Value, ParamError> {
     }
 }
 
-impl Check for ContactIn {
-    fn check(&self) -> Result<(), ParamError> {
-        Ok(())
-    }
-}
+impl Check for ContactIn {}
 
 #[cfg(test)]
 mod tests {

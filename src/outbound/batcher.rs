@@ -139,24 +139,6 @@ impl Batcher {
         Ok(())
     }
 
-    /// Rows a crash left in flight may have left at any moment before it: their actions wait
-    /// one whole interval before the next request.
-    pub fn hold_after_crash(&self, rows: &[OutboxRow]) {
-        let mut actions = HashSet::new();
-        for row in rows {
-            if row.list.is_none() {
-                actions.insert(BULK);
-                actions.insert(SINGLE);
-            } else {
-                actions.insert(LIST);
-            }
-        }
-        for action in actions {
-            let budget = self.budgets.get(action);
-            budget.block_for(budget.limit().interval());
-        }
-    }
-
     /// Runs until `cancel`; then lets requests in flight finish for up to `drain`.
     pub async fn run(self, cancel: CancellationToken, drain: Duration) {
         let mut in_flight: JoinSet<()> = JoinSet::new();
@@ -348,7 +330,7 @@ impl Batcher {
             let result = me.send(request, &payloads).await;
             // When the request left, for a restart to keep the spacing. Written once the answer
             // is in; a crash before this leaves the rows in flight, and the next start then
-            // waits a whole interval (`hold_after_crash`).
+            // waits a whole interval (`App::build`).
             if let Err(e) = me.store.mark_budget(request.action(), sent_at).await {
                 tracing::warn!(error = %e, "could not record when a request left");
             }

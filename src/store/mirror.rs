@@ -228,6 +228,10 @@ impl Store {
         propagate_deletes: bool,
         max_delete_share: f64,
     ) -> Result<PollOutcome, StoreError> {
+        // Most polls find nothing: look before taking the write lock.
+        if self.mirror_backlog().await? == 0 {
+            return Ok(PollOutcome::default());
+        }
         let mut tx = self.begin().await?;
         let entries: Vec<(i64, String)> =
             sqlx::query_as("SELECT seq, phone FROM mirror_changes ORDER BY seq LIMIT ?")
@@ -581,21 +585,6 @@ impl Store {
         .fetch_optional(&self.pool)
         .await?;
         Ok(row.map(|(p,)| p))
-    }
-
-    /// Rows in the mirror table (tests and status).
-    pub async fn mirror_row(
-        &self,
-        phone: &str,
-    ) -> Result<Option<(Option<i64>, ContactFields)>, StoreError> {
-        let mut conn = self.pool.acquire().await?;
-        let spoki_id: Option<(Option<i64>,)> =
-            sqlx::query_as("SELECT spoki_id FROM contacts WHERE phone = ?")
-                .bind(phone)
-                .fetch_optional(&mut *conn)
-                .await?;
-        let fields = read_mirror(&mut conn, phone).await?;
-        Ok(fields.map(|f| (spoki_id.and_then(|(id,)| id), f)))
     }
 
     /// Journal entries not yet consumed.
