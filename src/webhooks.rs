@@ -7,7 +7,7 @@
 //! Signatures are checked on the raw body, in constant time, with a 300 s tolerance. Nothing
 //! is stored for a request that fails a check.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use axum::body::Bytes;
@@ -30,7 +30,7 @@ use crate::diff;
 use crate::domain::{ContactFields, ListId, Phone};
 use crate::live::Live;
 use crate::mirror::{report_conflicts, spoki_contact};
-use crate::normalise;
+use crate::normalise::{self, DefaultRegion};
 use crate::reload::WebhookKeys;
 use crate::spoki::ContactRecord;
 use crate::store::{Store, StoreError};
@@ -186,77 +186,53 @@ fn clean(v: Option<String>) -> Option<String> {
     v.map(|s| s.trim().to_owned()).filter(|s| !s.is_empty())
 }
 
-async fn contacts(State(state): State<WebhookState>, headers: HeaderMap, body: Bytes) -> Response {
-    let Some(key) = state.keys.get().contacts else {
-        return error(StatusCode::NOT_FOUND, "webhooks.secret is not configured");
-    };
-    let id = match verify_standard(&key, &headers, &body) {
-        Ok(id) => id,
-        Err(reason) => {
-            tracing::warn!(%reason, "contacts webhook refused");
-            return error(StatusCode::UNAUTHORIZED, reason);
-        }
-    };
-    let parsed: ContactsBody = match serde_json::from_slice(&body) {
-        Ok(b) => b,
-        Err(e) => return error(StatusCode::BAD_REQUEST, format!("malformed body: {e}")),
-    };
+/// A contacts delivery, checked: the list, the accepted contacts (repeats of a phone merged,
+/// the later value winning, each with the index of its first appearance) and the refused ones.
+#[derive(Debug)]
+pub struct Delivery {
+    pub list: ListId,
+    pub contacts: Vec<(Phone, ContactFields, usize)>,
+    pub refused: Vec<Refused>,
+}
+
+/// A contact of a delivery that cannot be sent.
+#[derive(Debug)]
+pub struct Refused {
+    pub index: usize,
+    pub phone: String,
+    pub reason: String,
+}
+
+/// Reads a `/webhooks/contacts` body the way the CSV inbox reads rows: phones normalised
+/// with `region`, e-mails checked, custom-field names turned into codes.
+///
+/// # Errors
+/// A body that is not `{"contacts": [...], "list_id": optional}`, or a list id that is not
+/// positive; the text says which.
+pub fn parse_contacts(body: &[u8], region: DefaultRegion) -> Result<Delivery, String> {
+    let parsed: ContactsBody =
+        serde_json::from_slice(body).map_err(|e| format!("malformed body: {e}"))?;
     let list = match parsed.list_id {
         None => ListId::NONE,
         Some(n) if n > 0 => ListId(n),
-        Some(n) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                format!("list_id {n} is not a list id"),
-            );
-        }
+        Some(n) => return Err(format!("list_id {n} is not a list id")),
     };
-    match queue_contacts(&state, &id, list, parsed.contacts).await {
-        Ok(Some(summary)) => {
-            state.batcher_wake.notify_one();
-            (StatusCode::ACCEPTED, Json(summary)).into_response()
-        }
-        Ok(None) => (
-            StatusCode::OK,
-            Json(json!({"status": "duplicate", "webhook_id": id})),
-        )
-            .into_response(),
-        Err(e) => {
-            tracing::error!(error = %e, "cannot queue webhook contacts");
-            let why = if e.cannot_write() {
-                "the database cannot be written (disk full or read-only); nothing was stored, \
-                 retry later"
-            } else {
-                "cannot store the contacts now; nothing was stored, retry"
-            };
-            error(StatusCode::SERVICE_UNAVAILABLE, why)
-        }
-    }
-}
-
-/// Queues the delivery's contacts in one transaction with its id; `None` when that id was
-/// applied before.
-async fn queue_contacts(
-    state: &WebhookState,
-    id: &str,
-    list: ListId,
-    contacts: Vec<IncomingContact>,
-) -> Result<Option<Value>, StoreError> {
-    let region = state.settings.get().csv.default_region;
-    let mut tx = state.store.begin().await?;
-    if !Store::first_delivery(&mut tx, "contacts", id).await? {
-        return Ok(None);
-    }
-    let mut merged: Vec<(Phone, ContactFields, String)> = Vec::new();
-    let mut rejected = Vec::new();
-    for (i, c) in contacts.into_iter().enumerate() {
-        let key = format!("{id}#{i}");
-        let raw = c.phone.clone().unwrap_or_default();
+    let mut out = Delivery {
+        list,
+        contacts: Vec::new(),
+        refused: Vec::new(),
+    };
+    let mut at: HashMap<Phone, usize> = HashMap::new();
+    for (index, c) in parsed.contacts.into_iter().enumerate() {
+        let raw = c.phone.unwrap_or_default();
         let phone = match normalise::parse_phone(&raw, region) {
             Ok(p) => p,
             Err(issue) => {
-                Store::insert_reject(&mut tx, "webhook", &key, &raw, &issue.to_string()).await?;
-                rejected.push(json!({"index": i, "phone": raw, "reason": issue.to_string()}));
+                out.refused.push(Refused {
+                    index,
+                    phone: raw,
+                    reason: issue.to_string(),
+                });
                 continue;
             }
         };
@@ -264,9 +240,11 @@ async fn queue_contacts(
             Some(e) => match normalise::normalise_email(&e) {
                 Some(ok) => Some(ok),
                 None => {
-                    let reason = normalise::RowIssue::InvalidEmail.to_string();
-                    Store::insert_reject(&mut tx, "webhook", &key, &raw, &reason).await?;
-                    rejected.push(json!({"index": i, "phone": raw, "reason": reason}));
+                    out.refused.push(Refused {
+                        index,
+                        phone: raw,
+                        reason: normalise::RowIssue::InvalidEmail.to_string(),
+                    });
                     continue;
                 }
             },
@@ -294,26 +272,101 @@ async fn queue_contacts(
             language: clean(c.language),
             custom_fields,
         };
-        // Repeats of a phone in one delivery merge, the later value winning.
-        match merged.iter_mut().find(|(p, _, _)| *p == phone) {
-            Some((_, existing, _)) => existing.overlay(&fields),
-            None => merged.push((phone, fields, key)),
+        match at.get(&phone) {
+            Some(&slot) => out.contacts[slot].1.overlay(&fields),
+            None => {
+                at.insert(phone, out.contacts.len());
+                out.contacts.push((phone, fields, index));
+            }
         }
     }
+    Ok(out)
+}
+
+/// A `/webhooks/spoki` body.
+///
+/// # Errors
+/// A body that is not an event envelope.
+pub fn parse_spoki_event(body: &[u8]) -> Result<SpokiEvent, String> {
+    serde_json::from_slice(body).map_err(|e| format!("malformed event: {e}"))
+}
+
+async fn contacts(State(state): State<WebhookState>, headers: HeaderMap, body: Bytes) -> Response {
+    let Some(key) = state.keys.get().contacts else {
+        return error(StatusCode::NOT_FOUND, "webhooks.secret is not configured");
+    };
+    let id = match verify_standard(&key, &headers, &body) {
+        Ok(id) => id,
+        Err(reason) => {
+            tracing::warn!(%reason, "contacts webhook refused");
+            return error(StatusCode::UNAUTHORIZED, reason);
+        }
+    };
+    let region = state.settings.get().csv.default_region;
+    let delivery = match parse_contacts(&body, region) {
+        Ok(d) => d,
+        Err(message) => return error(StatusCode::BAD_REQUEST, message),
+    };
+    match queue_contacts(&state, &id, delivery).await {
+        Ok(Some(summary)) => {
+            state.batcher_wake.notify_one();
+            (StatusCode::ACCEPTED, Json(summary)).into_response()
+        }
+        Ok(None) => (
+            StatusCode::OK,
+            Json(json!({"status": "duplicate", "webhook_id": id})),
+        )
+            .into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot queue webhook contacts");
+            let why = if e.cannot_write() {
+                "the database cannot be written (disk full or read-only); nothing was stored, \
+                 retry later"
+            } else {
+                "cannot store the contacts now; nothing was stored, retry"
+            };
+            error(StatusCode::SERVICE_UNAVAILABLE, why)
+        }
+    }
+}
+
+/// Queues the delivery's contacts in one transaction with its id; `None` when that id was
+/// applied before.
+async fn queue_contacts(
+    state: &WebhookState,
+    id: &str,
+    delivery: Delivery,
+) -> Result<Option<Value>, StoreError> {
+    let Delivery {
+        list,
+        contacts,
+        refused,
+    } = delivery;
+    let mut tx = state.store.begin().await?;
+    if !Store::first_delivery(&mut tx, "contacts", id).await? {
+        return Ok(None);
+    }
+    let mut rejected = Vec::new();
+    for r in &refused {
+        let key = format!("{id}#{}", r.index);
+        Store::insert_reject(&mut tx, "webhook", &key, &r.phone, &r.reason).await?;
+        rejected.push(json!({"index": r.index, "phone": r.phone, "reason": r.reason}));
+    }
+    let merged: Vec<(Phone, ContactFields, String)> = contacts
+        .into_iter()
+        .map(|(phone, fields, index)| (phone, fields, format!("{id}#{index}")))
+        .collect();
     let phones: Vec<Phone> = merged.iter().map(|(p, _, _)| *p).collect();
     let known = Store::known(&mut tx, list, &phones).await?;
     let (mut queued, mut unchanged) = (0u64, 0u64);
     let mut codes = Vec::new();
     for (phone, fields, key) in merged {
         let k = known.get(&phone).cloned().unwrap_or_default();
-        let mut write = diff::changes(&k.effective, &fields);
+        // Nothing to change but a new list membership: the phone alone is sent.
+        let write = diff::changes(&k.effective, &fields);
         if write.is_empty() && (list.is_none() || k.member) {
             unchanged += 1;
             continue;
-        }
-        if write.is_empty() {
-            // Only the list membership is new: send the phone alone.
-            write = ContactFields::default();
         }
         codes.extend(write.custom_fields.keys().map(|c| (c.clone(), c.clone())));
         Store::put_pending(
@@ -340,12 +393,13 @@ async fn queue_contacts(
     })))
 }
 
-#[derive(Deserialize)]
-struct SpokiEvent {
-    event: String,
-    event_uuid: String,
+/// Spoki's event envelope (spoki-api.md §4.1).
+#[derive(Debug, Deserialize)]
+pub struct SpokiEvent {
+    pub event: String,
+    pub event_uuid: String,
     #[serde(default)]
-    data: Value,
+    pub data: Value,
 }
 
 async fn spoki(State(state): State<WebhookState>, headers: HeaderMap, body: Bytes) -> Response {
@@ -359,9 +413,9 @@ async fn spoki(State(state): State<WebhookState>, headers: HeaderMap, body: Byte
         tracing::warn!(%reason, "Spoki webhook refused");
         return error(StatusCode::UNAUTHORIZED, reason);
     }
-    let event: SpokiEvent = match serde_json::from_slice(&body) {
+    let event = match parse_spoki_event(&body) {
         Ok(e) => e,
-        Err(e) => return error(StatusCode::BAD_REQUEST, format!("malformed event: {e}")),
+        Err(message) => return error(StatusCode::BAD_REQUEST, message),
     };
     match apply_spoki_event(&state, &event).await {
         Ok(status) => (StatusCode::OK, Json(json!({ "status": status }))).into_response(),

@@ -21,14 +21,12 @@
 
 #![no_main]
 
-use std::collections::BTreeMap;
 
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use hmac::{Hmac, Mac};
 use libfuzzer_sys::fuzz_target;
-use serde::Deserialize;
 use serde_json::Value;
 use sha2::Sha256;
 use spoki_sync::config::Secret;
@@ -45,76 +43,30 @@ fn now() -> i64 {
         .map_or(0, |d| d.as_secs() as i64)
 }
 
-// The handlers' private body shapes, with the same serde attributes.
-#[derive(Deserialize)]
-struct ContactsBody {
-    contacts: Vec<IncomingContact>,
-    #[serde(default)]
-    list_id: Option<i64>,
-}
-
-#[derive(Deserialize)]
-struct IncomingContact {
-    #[serde(default)]
-    phone: Option<String>,
-    #[serde(default)]
-    first_name: Option<String>,
-    #[serde(default)]
-    last_name: Option<String>,
-    #[serde(default)]
-    email: Option<String>,
-    #[serde(default)]
-    language: Option<String>,
-    #[serde(default)]
-    custom_fields: BTreeMap<String, Value>,
-}
-
-#[derive(Deserialize)]
-struct SpokiEvent {
-    event: String,
-    event_uuid: String,
-    #[serde(default)]
-    data: Value,
-}
-
-fn clean(v: Option<String>) -> Option<String> {
-    v.map(|s| s.trim().to_owned()).filter(|s| !s.is_empty())
-}
-
 fn bodies(body: &[u8], region: DefaultRegion) {
     let _ = serde_json::from_slice::<Value>(body);
 
-    if let Ok(parsed) = serde_json::from_slice::<ContactsBody>(body) {
-        let _ = parsed.list_id.map(|n| n > 0);
-        for c in parsed.contacts {
-            let raw = c.phone.unwrap_or_default();
-            if let Ok(phone) = normalise::parse_phone(&raw, region) {
-                let text = phone.to_string();
-                assert!(
-                    spoki_sync::domain::Phone::from_e164(&text) == Some(phone),
-                    "a parsed phone reads back from its E.164 text: {text}"
-                );
-            }
-            if let Some(e) = clean(c.email) {
-                let _ = normalise::normalise_email(&e);
-            }
-            let _ = (clean(c.first_name), clean(c.last_name), clean(c.language));
-            for (code, v) in c.custom_fields {
-                let _ = normalise::custom_field_code(&code);
-                if let Value::Number(n) = v {
-                    let _ = n.to_string();
-                }
+    // The contacts webhook's own parser.
+    if let Ok(delivery) = webhooks::parse_contacts(body, region) {
+        assert!(!delivery.list.0.is_negative(), "list ids are positive or none");
+        for (phone, fields, _) in &delivery.contacts {
+            let text = phone.to_string();
+            assert!(
+                spoki_sync::domain::Phone::from_e164(&text) == Some(*phone),
+                "a parsed phone reads back from its E.164 text: {text}"
+            );
+            if let Some(e) = &fields.email {
+                assert_eq!(normalise::normalise_email(e).as_ref(), Some(e), "emails are kept normalised");
             }
         }
     }
 
-    if let Ok(event) = serde_json::from_slice::<SpokiEvent>(body) {
+    // Spoki's event envelope, as the handler reads it.
+    if let Ok(event) = webhooks::parse_spoki_event(body) {
         let _ = (&event.event, &event.event_uuid);
         if let Ok(record) = serde_json::from_value::<ContactRecord>(event.data.clone()) {
             let _ = spoki_contact(&record);
         }
-        let _ = event.data.get("phone").and_then(Value::as_str);
-        let _ = event.data.get("id").and_then(Value::as_i64);
     }
 
     // A contact record on its own, as Spoki's API answers carry them.
