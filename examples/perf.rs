@@ -8,24 +8,14 @@
 //!
 //! Run: `cargo run --release --example perf [-- big.csv]`
 
+mod common;
+
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use spoki_sync::app::App;
 use spoki_sync::demo::scaled_settings;
 use spoki_sync::sim::{self, SimConfig, SimHandle};
-
-fn peak_rss_mib() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|kb| kb.parse::<f64>().ok())
-        })
-        .map_or(f64::NAN, |kb| kb / 1024.0)
-}
 
 fn bulk_times(sim: &SimHandle) -> Vec<u64> {
     sim.requests()
@@ -125,7 +115,7 @@ async fn main() -> anyhow::Result<()> {
              the whole process {:.0} MiB",
             took.as_secs_f64(),
             rows as f64 / took.as_secs_f64(),
-            peak_rss_mib()
+            common::peak_rss_mib()
         );
     }
     let _ = stop.send(());

@@ -7,24 +7,14 @@
 //! Spoki's limits are lifted here (a 50 ms "minute") so the figure is the daemon's own cost;
 //! the same number of requests under Spoki's real 120/min is printed for comparison.
 
+mod common;
+
 use std::time::{Duration, Instant};
 
 use serde_json::json;
 use spoki_sync::app::App;
 use spoki_sync::demo::scaled_settings;
 use spoki_sync::sim::{self, SimConfig};
-
-fn peak_rss_mib() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|kb| kb.parse::<f64>().ok())
-        })
-        .map_or(f64::NAN, |kb| kb / 1024.0)
-}
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -105,7 +95,7 @@ async fn main() -> anyhow::Result<()> {
          ({:.0} contacts/s), peak RSS {:.0} MiB",
         pull.as_secs_f64(),
         n as f64 / pull.as_secs_f64(),
-        peak_rss_mib()
+        common::peak_rss_mib()
     );
     println!(
         "under Spoki's 120/min for GET contacts/: {requests} requests take at least {:.1} min",

@@ -15,7 +15,7 @@ use reqwest::Method;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{ConflictWinner, Settings};
+use crate::config::{self, Settings};
 use crate::domain::Phone;
 use crate::live::Live;
 use crate::outbound::backoff;
@@ -30,24 +30,17 @@ const POLL_BATCH: i64 = 1000;
 /// Contacts per page of the pull (the simulator's cap; Spoki's is not documented).
 const PULL_PAGE_SIZE: u32 = 200;
 
+/// The `[mirror]` settings plus the retry cap the pull uses.
 #[derive(Clone, Debug)]
 pub struct MirrorSettings {
-    pub poll_interval: Duration,
-    pub pull_interval: Duration,
-    pub propagate_deletes: bool,
-    pub max_delete_share: f64,
-    pub conflict_winner: ConflictWinner,
+    pub sync: config::MirrorSettings,
     pub max_backoff: Duration,
 }
 
 impl MirrorSettings {
     pub fn from_settings(s: &Settings) -> MirrorSettings {
         MirrorSettings {
-            poll_interval: s.mirror.poll_interval,
-            pull_interval: s.mirror.pull_interval,
-            propagate_deletes: s.mirror.propagate_deletes,
-            max_delete_share: s.mirror.max_delete_share,
-            conflict_winner: s.mirror.conflict_winner,
+            sync: s.mirror.clone(),
             max_backoff: s.batch.max_backoff,
         }
     }
@@ -121,7 +114,7 @@ impl Mirror {
             }
             tokio::select! {
                 () = cancel.cancelled() => return,
-                () = tokio::time::sleep(self.settings.get().poll_interval) => {}
+                () = tokio::time::sleep(self.settings.get().sync.poll_interval) => {}
             }
         }
     }
@@ -134,8 +127,8 @@ impl Mirror {
                 .store
                 .poll_mirror(
                     POLL_BATCH,
-                    settings.propagate_deletes,
-                    settings.max_delete_share,
+                    settings.sync.propagate_deletes,
+                    settings.sync.max_delete_share,
                 )
                 .await?;
             if out.entries == 0 {
@@ -155,7 +148,7 @@ impl Mirror {
                 if out.held {
                     tracing::warn!(
                         deletes = out.deletes,
-                        share = settings.max_delete_share,
+                        share = settings.sync.max_delete_share,
                         "mirror deletions held: more than mirror.max_delete_share of the \
                          contacts; confirm with POST /v1/sync/deletes/confirm or cancel with \
                          POST /v1/sync/deletes/cancel"
@@ -172,7 +165,7 @@ impl Mirror {
 
     /// Pulls at `pull_interval` (never when it is 0) and whenever `pull_now` is notified.
     pub async fn run_puller(self, cancel: CancellationToken) {
-        let mut interval = self.settings.get().pull_interval;
+        let mut interval = self.settings.get().sync.pull_interval;
         let mut next = if interval.is_zero() {
             None
         } else {
@@ -192,7 +185,7 @@ impl Mirror {
                 () = self.pull_now.notified() => {}
                 () = timer => {}
                 () = check => {
-                    let now = self.settings.get().pull_interval;
+                    let now = self.settings.get().sync.pull_interval;
                     if now != interval {
                         interval = now;
                         next = (!interval.is_zero())
@@ -204,7 +197,7 @@ impl Mirror {
             if let Err(error) = self.pull(&cancel).await {
                 tracing::error!(%error, "pull from Spoki failed; the next one starts over");
             }
-            interval = self.settings.get().pull_interval;
+            interval = self.settings.get().sync.pull_interval;
             next = (!interval.is_zero()).then(|| tokio::time::Instant::now() + interval);
         }
     }
@@ -232,7 +225,7 @@ impl Mirror {
             seen.extend(contacts.iter().map(|c| c.phone));
             let outcome = self
                 .store
-                .merge_from_spoki(&contacts, settings.conflict_winner)
+                .merge_from_spoki(&contacts, settings.sync.conflict_winner)
                 .await?;
             report_conflicts(&outcome);
             writes += outcome.mirror_writes;
@@ -247,7 +240,7 @@ impl Mirror {
         }
         let (missing, held) = self
             .store
-            .queue_missing_after_pull(&seen, &started, settings.max_delete_share)
+            .queue_missing_after_pull(&seen, &started, settings.sync.max_delete_share)
             .await?;
         self.store.set_meta("last_pull_at", &now_rfc3339()).await?;
         tracing::info!(

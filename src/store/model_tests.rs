@@ -98,6 +98,14 @@ async fn accept(store: &Store, phone: Phone, fields: &ContactFields) {
     tx.commit().await.expect("commit");
 }
 
+/// Spoki took a request: the model applies it (checking the order), then the store records it.
+async fn answer(store: &Store, spoki: &mut Spoki, rows: &[OutboxRow]) {
+    for r in rows {
+        spoki.apply(r);
+    }
+    store.acknowledge(rows, &HashMap::new()).await.expect("ack");
+}
+
 async fn check_rows(store: &Store) {
     let rows: Vec<(String, String, i64)> = sqlx::query_as(
         "SELECT phone, state, COUNT(*) FROM outbox GROUP BY phone, state HAVING COUNT(*) > 1",
@@ -156,13 +164,7 @@ async fn run(ops: Vec<Op>) {
             }
             Op::Ack { index } if !open.is_empty() => {
                 let rows = open.remove(index % open.len());
-                for r in &rows {
-                    spoki.apply(r);
-                }
-                store
-                    .acknowledge(&rows, &HashMap::new())
-                    .await
-                    .expect("ack");
+                answer(&store, &mut spoki, &rows).await;
             }
             Op::Fail { index } if !open.is_empty() => {
                 let rows = open.remove(index % open.len());
@@ -181,26 +183,14 @@ async fn run(ops: Vec<Op>) {
     }
     // Drain: whatever is left in flight is answered, then everything pending is sent.
     for rows in open.drain(..) {
-        for r in &rows {
-            spoki.apply(r);
-        }
-        store
-            .acknowledge(&rows, &HashMap::new())
-            .await
-            .expect("ack");
+        answer(&store, &mut spoki, &rows).await;
     }
     loop {
         let rows = store.claim(ListId::NONE, false, 500).await.expect("claim");
         if rows.is_empty() {
             break;
         }
-        for r in &rows {
-            spoki.apply(r);
-        }
-        store
-            .acknowledge(&rows, &HashMap::new())
-            .await
-            .expect("ack");
+        answer(&store, &mut spoki, &rows).await;
     }
     assert_eq!(store.outbox_depth().await.expect("depth"), 0);
     for (p, fields) in &latest {
