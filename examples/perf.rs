@@ -4,7 +4,7 @@
 //! 2. bulk slot use under that backlog: the interval Spoki's limit allows divided by the
 //!    interval the requests actually kept, over 10 requests at a 1 s "minute";
 //! 3. optionally (`-- FILE.csv`), the ingest of a big file (e.g. 1,000,000 rows from
-//!    `../shared/data/gen_contacts.py`) into the outbox: rows/s and peak RSS.
+//!    `tests/data/gen_contacts.py`) into the outbox: rows/s and peak RSS.
 //!
 //! Run: `cargo run --release --example perf [-- big.csv]`
 

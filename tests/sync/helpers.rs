@@ -301,9 +301,11 @@ pub fn contact_writes(requests: &[RecordedRequest]) -> Vec<(String, usize)> {
         .collect()
 }
 
+/// A sample input bundled in `tests/data/` (copied from the project's shared samples, so a
+/// fresh clone anywhere has them).
 pub fn shared_data(name: &str) -> Vec<u8> {
     let p = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/data")
+        .join("tests/data")
         .join(name);
     std::fs::read(&p).unwrap_or_else(|e| panic!("cannot read {}: {e}", p.display()))
 }
