@@ -122,6 +122,10 @@ pub struct CsvSettings {
     pub settle: Duration,
     pub create_custom_fields: bool,
     pub rescan_interval: Duration,
+    /// A file, a webhook delivery or a mirror row bringing more custom-field codes new to the
+    /// daemon than this is refused with the reason, instead of queueing that many creations
+    /// (Spoki allows about 5 a minute).
+    pub max_new_custom_fields: usize,
 }
 
 #[derive(Clone, Debug)]
@@ -219,6 +223,7 @@ struct RawCsv {
     settle: Option<String>,
     create_custom_fields: Option<Flag>,
     rescan_interval: Option<String>,
+    max_new_custom_fields: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -433,6 +438,20 @@ impl Checker {
         self.take(key, parse_duration(text)).unwrap_or_default()
     }
 
+    fn count(&mut self, key: &str, value: &Option<String>, default: usize) -> usize {
+        match value.as_deref() {
+            None => default,
+            Some(text) => self
+                .take(
+                    key,
+                    text.trim()
+                        .parse::<usize>()
+                        .map_err(|_| format!("{text:?} is not a whole number")),
+                )
+                .unwrap_or(default),
+        }
+    }
+
     fn flag(&mut self, key: &str, value: &Option<Flag>, default: bool) -> bool {
         match value {
             None => default,
@@ -571,6 +590,11 @@ impl RawSettings {
             true,
         );
         let rescan_interval = c.duration("csv.rescan_interval", &self.csv.rescan_interval, "30s");
+        let max_new_custom_fields = c.count(
+            "csv.max_new_custom_fields",
+            &self.csv.max_new_custom_fields,
+            50,
+        );
         if rescan_interval.is_zero() {
             c.problems
                 .push("csv.rescan_interval: must be above zero".into());
@@ -617,16 +641,11 @@ impl RawSettings {
         }
         let spoki_secret = c.secret("webhooks.spoki_secret", &self.webhooks.spoki_secret);
 
-        let single_text = self.batch.single_max_pending.as_deref().unwrap_or("20");
-        let single_max_pending = c
-            .take(
-                "batch.single_max_pending",
-                single_text
-                    .trim()
-                    .parse::<usize>()
-                    .map_err(|_| format!("{single_text:?} is not a whole number")),
-            )
-            .unwrap_or(20);
+        let single_max_pending = c.count(
+            "batch.single_max_pending",
+            &self.batch.single_max_pending,
+            20,
+        );
         let max_backoff = c.duration("batch.max_backoff", &self.batch.max_backoff, "5m");
 
         let attempts_text = self.commands.max_attempts.as_deref().unwrap_or("10");
@@ -680,6 +699,7 @@ impl RawSettings {
                 settle,
                 create_custom_fields,
                 rescan_interval,
+                max_new_custom_fields,
             },
             mirror: MirrorSettings {
                 poll_interval,
@@ -838,6 +858,10 @@ mod example_tests {
         assert_eq!(example.spoki.timeout, defaults.spoki.timeout);
         assert_eq!(example.csv.settle, defaults.csv.settle);
         assert_eq!(example.csv.rescan_interval, defaults.csv.rescan_interval);
+        assert_eq!(
+            example.csv.max_new_custom_fields,
+            defaults.csv.max_new_custom_fields
+        );
         assert_eq!(example.mirror.pull_interval, defaults.mirror.pull_interval);
         assert_eq!(
             example.mirror.max_delete_share,

@@ -212,6 +212,9 @@ pub struct SimConfig {
     pub event_webhook: Option<(String, String)>,
     /// Pause between two attempts of one event delivery (default 500 ms).
     pub event_webhook_retry_pause: Duration,
+    /// Request bodies larger than this are refused with 413 before anything happens, as the
+    /// web server in front of an API does (Spoki's own limit is not documented).
+    pub body_limit: usize,
 }
 
 impl Default for SimConfig {
@@ -236,6 +239,7 @@ impl Default for SimConfig {
             template_auto_approve_after: None,
             event_webhook: None,
             event_webhook_retry_pause: Duration::from_millis(500),
+            body_limit: 16 * 1024 * 1024,
         }
     }
 }
@@ -420,7 +424,7 @@ fn spawn(
         shutdown,
         outbox,
     });
-    let app = routes::router(Arc::clone(&shared));
+    let app = routes::router(Arc::clone(&shared), config.body_limit);
     let shared_for_io = Arc::clone(&shared);
     let task = tokio::spawn(async move {
         let listener = FaultyListener {

@@ -7,5 +7,6 @@ mod commands;
 mod helpers;
 mod inbox;
 mod mirror;
+mod nothing_lost;
 mod resilience;
 mod service;
