@@ -227,7 +227,7 @@ async fn inputs_with_too_many_new_codes_are_refused_with_the_reason() {
     let csv = format!(
         "phone;{}\n+393381000031;{}\n",
         header.join(";"),
-        vec!["x"; 6].join(";")
+        ["x"; 6].join(";")
     );
     app.drop_file("wide.csv", csv.as_bytes());
     let report = wait_report(&app.inbox, "failed", "wide.csv").await;
