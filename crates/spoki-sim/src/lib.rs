@@ -2,7 +2,8 @@
 //! alone: contacts, lists, custom fields, tags, templates, media, tickets, automations and their
 //! `/wh/ap/` start URLs, campaigns, accounts, agencies, partners, reports, roles and invitations.
 //!
-//! It shares no code with the rest of the crate, so a wire-format mistake in the client cannot
+//! It is its own crate and depends on neither the daemon nor its Spoki client (a test reads
+//! `cargo metadata` to keep it so), so a wire-format mistake in the client cannot
 //! be mirrored here. It behaves like Spoki rather than like a stub: `X-Spoki-Api-Key` auth,
 //! DRF pagination and error shapes, E.164 validation, upsert by phone, the 500-contact cap,
 //! per-endpoint rolling-window rate limits with 429 and `Retry-After`, and no idempotency.
