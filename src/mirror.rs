@@ -17,10 +17,10 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{self, Settings};
 use crate::domain::{ContactFields, Phone};
 use crate::live::Live;
-use crate::outbound::backoff;
 use crate::outbound::limits::Budgets;
+use crate::outbound::sender::{Sender, Sent};
 use crate::spoki::actions::Action;
-use crate::spoki::{ContactRecord, SpokiClient, SpokiError};
+use crate::spoki::{ContactRecord, SpokiClient};
 use crate::store::{
     MergeOutcome, SpokiContact, Store, StoreError, TO_MIRROR, TO_SPOKI, now_rfc3339,
 };
@@ -49,8 +49,8 @@ impl MirrorSettings {
 #[derive(Clone)]
 pub struct Mirror {
     store: Store,
-    client: SpokiClient,
-    budgets: Budgets,
+    /// The one road to Spoki (budgets, pacing, 429 holds).
+    sender: Sender,
     /// Reloadable.
     pub settings: Live<MirrorSettings>,
     /// Wakes the batcher when writes were queued.
@@ -95,9 +95,8 @@ impl Mirror {
         batcher_wake: Arc<Notify>,
     ) -> Mirror {
         Mirror {
+            sender: Sender::new(client, budgets, store.clone()),
             store,
-            client,
-            budgets,
             settings,
             batcher_wake,
             pull_now: Arc::new(Notify::new()),
@@ -271,29 +270,34 @@ impl Mirror {
         &self,
         page: u32,
         cancel: &CancellationToken,
-    ) -> Option<Result<crate::spoki::Page<ContactRecord>, SpokiError>> {
-        let budget = self.budgets.get(Action::ListContacts);
+    ) -> Option<Result<crate::spoki::Page<ContactRecord>, String>> {
         let mut failures = 0u32;
         loop {
-            tokio::select! {
+            let slot = tokio::select! {
                 () = cancel.cancelled() => return None,
-                () = budget.acquire() => {}
-            }
-            budget.pace().await;
-            match self.client.list_contacts(page, PULL_PAGE_SIZE).await {
-                Err(SpokiError::RateLimited { retry_after }) => {
-                    budget.block_for(retry_after.unwrap_or_else(|| budget.limit().interval()));
-                }
-                Err(e) if e.is_retryable() && failures < 10 => {
-                    failures += 1;
-                    let wait = backoff::delay(failures, self.settings.get().max_backoff);
-                    tracing::warn!(page, error = %e, "pull page failed; retrying");
+                slot = self.sender.slot(Action::ListContacts) => slot,
+            };
+            let call = self.sender.client().list_contacts(page, PULL_PAGE_SIZE);
+            let sent = self.sender.send(slot, call).await;
+            let failure = sent.is_failure();
+            match sent {
+                Sent::Done(p) => return Some(Ok(p)),
+                // The budget is held shut for Retry-After; the next slot waits for it.
+                Sent::Throttled { .. } => {}
+                ref retried @ (Sent::Transient { .. } | Sent::Unauthorized { .. })
+                    if failures < 10 =>
+                {
+                    failures += u32::from(failure);
+                    let wait = retried
+                        .retry_in(failures, self.settings.get().max_backoff)
+                        .unwrap_or(Duration::from_secs(1));
+                    tracing::warn!(page, error = %retried.describe(), "pull page failed; retrying");
                     tokio::select! {
                         () = cancel.cancelled() => return None,
                         () = tokio::time::sleep(wait) => {}
                     }
                 }
-                other => return Some(other),
+                other => return Some(Err(other.describe())),
             }
         }
     }
@@ -340,25 +344,25 @@ impl Mirror {
                 None => self.lookup_id(&d.phone).await?,
             };
             if let Some(id) = id {
-                let budget = self.budgets.get(Action::DeleteContact);
-                budget.acquire().await;
-                budget.pace().await;
-                match self.client.delete_contact(id).await {
-                    Ok(()) | Err(SpokiError::Rejected { status: 404, .. }) => {}
-                    Err(SpokiError::Rejected { status, body }) => {
+                let slot = self.sender.slot(Action::DeleteContact).await;
+                let call = self.sender.client().delete_contact(id);
+                match self.sender.send(slot, call).await {
+                    Sent::Done(()) | Sent::Garbled { .. } | Sent::Refused { status: 404, .. } => {}
+                    Sent::Refused { status, body } => {
                         let reason = format!("Spoki refused the deletion (HTTP {status}): {body}");
                         self.store
                             .reject_delete(&d.phone, TO_SPOKI, &reason)
                             .await?;
                         continue;
                     }
-                    Err(SpokiError::RateLimited { retry_after }) => {
-                        budget.block_for(retry_after.unwrap_or_else(|| budget.limit().interval()));
-                        return Ok(done);
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %e, "deleting a contact in Spoki failed; will retry");
-                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    // The budget is held shut for Retry-After.
+                    Sent::Throttled { .. } => return Ok(done),
+                    other => {
+                        let wait = other
+                            .retry_in(1, self.settings.get().max_backoff)
+                            .unwrap_or(Duration::from_secs(1));
+                        tracing::warn!(error = %other.describe(), "deleting a contact in Spoki failed; will retry");
+                        tokio::time::sleep(wait).await;
                         return Ok(done);
                     }
                 }
@@ -372,10 +376,11 @@ impl Mirror {
 
     /// Spoki's id for a phone, or `None` when Spoki has no such contact.
     async fn lookup_id(&self, phone: &str) -> anyhow::Result<Option<i64>> {
-        let budget = self.budgets.get(Action::ListContacts);
-        budget.acquire().await;
-        budget.pace().await;
-        let page = self.client.find_contacts_by_phone(phone).await?;
-        Ok(page.results.iter().find(|c| c.phone == phone).map(|c| c.id))
+        let slot = self.sender.slot(Action::ListContacts).await;
+        let call = self.sender.client().find_contacts_by_phone(phone);
+        match self.sender.send(slot, call).await {
+            Sent::Done(page) => Ok(page.results.iter().find(|c| c.phone == phone).map(|c| c.id)),
+            other => anyhow::bail!("cannot look up {phone} in Spoki: {}", other.describe()),
+        }
     }
 }

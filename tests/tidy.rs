@@ -1,5 +1,5 @@
 //! Rules review forgets, checked on the source tree: every file says what it owns, SQL stays in
-//! the store, the store knows nothing of Spoki's wire, and the simulator depends on neither the
+//! the store, only the one sender paces requests to Spoki, the store knows nothing of Spoki's wire, and the simulator depends on neither the
 //! daemon nor its Spoki client (read from `cargo metadata`, so a new dependency cannot sneak in).
 
 use std::path::{Path, PathBuf};
@@ -75,6 +75,27 @@ fn sql_lives_only_in_the_store() {
         }
     }
     assert!(found.is_empty(), "SQL outside src/store/: {found:?}");
+}
+
+#[test]
+fn every_request_to_spoki_goes_through_the_one_sender() {
+    // Pacing and budget slots are taken only by the sender (and the budgets themselves).
+    let mut found = Vec::new();
+    for path in files_under(&["src"]) {
+        let r = rel(&path);
+        if r == "src/outbound/sender.rs" || r == "src/outbound/limits.rs" {
+            continue;
+        }
+        for (n, line) in read(&path).lines().enumerate() {
+            if line.contains(".pace()") || line.contains(".try_acquire()") {
+                found.push(format!("{r}:{}", n + 1));
+            }
+        }
+    }
+    assert!(
+        found.is_empty(),
+        "budgets used outside the sender: {found:?}"
+    );
 }
 
 #[test]

@@ -25,8 +25,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::params::Rendered;
 use crate::live::Live;
-use crate::outbound::backoff;
 use crate::outbound::limits::Budgets;
+use crate::outbound::sender::{Sender, Sent, Slot};
 use crate::spoki::actions::{Action, Method as SpokiMethod};
 use crate::spoki::{Answer, SpokiClient, SpokiError};
 use crate::store::{DueCommand, Outcome, Store, StoreError, now_ms};
@@ -44,8 +44,8 @@ pub struct WorkerSettings {
 #[derive(Clone)]
 pub struct CommandWorker {
     store: Store,
-    client: SpokiClient,
-    budgets: Budgets,
+    /// The one road to Spoki (budgets, pacing, 429 holds).
+    sender: Sender,
     settings: Live<WorkerSettings>,
     wake: Arc<Notify>,
 }
@@ -71,9 +71,8 @@ impl CommandWorker {
         wake: Arc<Notify>,
     ) -> CommandWorker {
         CommandWorker {
+            sender: Sender::new(client, budgets, store.clone()),
             store,
-            client,
-            budgets,
             settings,
             wake,
         }
@@ -164,12 +163,12 @@ impl CommandWorker {
             if busy.contains(&action) {
                 continue;
             }
-            match self.budgets.get(action).try_acquire() {
-                Ok(()) => {
+            match self.sender.try_slot(action) {
+                Ok(slot) => {
                     busy.insert(action);
                     let me = self.clone();
                     in_flight.spawn(async move {
-                        me.run_one(action, cmd).await;
+                        me.run_one(slot, action, cmd).await;
                         action
                     });
                 }
@@ -179,8 +178,8 @@ impl CommandWorker {
         Ok(wait)
     }
 
-    async fn run_one(&self, action: Action, cmd: DueCommand) {
-        let attempt = self.attempt(action, &cmd).await;
+    async fn run_one(&self, slot: Slot, action: Action, cmd: DueCommand) {
+        let attempt = self.attempt(slot, action, &cmd).await;
         if let Attempt::Done(Outcome::Succeeded { result, .. }) = &attempt {
             self.forget_what_changed(action, &cmd, result.as_ref())
                 .await;
@@ -266,7 +265,7 @@ impl CommandWorker {
 
     /// Sends the command once (twice for the onboarding fallback, two requests for an
     /// automation start) and decides what follows.
-    async fn attempt(&self, action: Action, cmd: &DueCommand) -> Attempt {
+    async fn attempt(&self, slot: Slot, action: Action, cmd: &DueCommand) -> Attempt {
         let request: Rendered = match serde_json::from_value(cmd.request.clone()) {
             Ok(r) => r,
             Err(e) => {
@@ -287,21 +286,13 @@ impl CommandWorker {
                 ambiguous: false,
             };
         }
-        let budget = self.budgets.get(action);
-        budget.pace().await;
-        let sent_at = now_ms();
         let sent = if action == Action::StartAutomation {
-            self.start_automation(cmd).await
+            self.start_automation(slot, cmd).await
         } else {
-            self.send(action, &request).await
+            self.sender.send(slot, self.call(action, &request)).await
         };
-        if let Err(error) = self.store.mark_budget(action.name(), sent_at).await {
-            tracing::warn!(%error, "cannot record the request time for the rate limit");
-        }
         let sent = match sent {
-            Err(SpokiError::Rejected { status: 404, .. })
-                if action == Action::CreateAccountOnboardingLink =>
-            {
+            Sent::Refused { status: 404, .. } if action == Action::CreateAccountOnboardingLink => {
                 self.onboarding_fallback(&request).await
             }
             other => other,
@@ -309,9 +300,11 @@ impl CommandWorker {
         self.judge(action, cmd, sent)
     }
 
-    async fn send(&self, action: Action, request: &Rendered) -> Result<Answer, SpokiError> {
+    /// The command's request; it runs inside `Sender::send`.
+    async fn call(&self, action: Action, request: &Rendered) -> Result<Answer, SpokiError> {
         let method = Method::from_bytes(request.method.as_bytes()).unwrap_or(Method::GET);
-        self.client
+        self.sender
+            .client()
             .send(
                 action,
                 method,
@@ -324,7 +317,7 @@ impl CommandWorker {
 
     /// `accounts/{id}/onboarding/` was removed upstream and answers 404 (spoki-api.md §3.10);
     /// the partner variant `POST partners/onboarding/ {"account": id}` makes the link.
-    async fn onboarding_fallback(&self, request: &Rendered) -> Result<Answer, SpokiError> {
+    async fn onboarding_fallback(&self, request: &Rendered) -> Sent<Answer> {
         let account = request
             .path
             .trim_start_matches("accounts/")
@@ -336,42 +329,44 @@ impl CommandWorker {
             account,
             "accounts/{{id}}/onboarding/ answered 404; using partners/onboarding/"
         );
-        self.budgets
-            .get(Action::CreateAccountOnboardingLink)
-            .pace()
-            .await;
-        self.client
-            .send(
-                Action::CreateAccountOnboardingLink,
-                Method::POST,
-                "partners/onboarding/",
-                &[],
-                Some(&json!({ "account": account })),
-            )
-            .await
+        let slot = self.sender.slot(Action::CreateAccountOnboardingLink).await;
+        let body = json!({ "account": account });
+        let call = self.sender.client().send(
+            Action::CreateAccountOnboardingLink,
+            Method::POST,
+            "partners/onboarding/",
+            &[],
+            Some(&body),
+        );
+        self.sender.send(slot, call).await
     }
 
     /// Looks up the automation's active API trigger and starts it for the contact.
-    async fn start_automation(&self, cmd: &DueCommand) -> Result<Answer, SpokiError> {
+    /// The lookup is charged to `retrieve_automation`'s budget; a lookup that fails started
+    /// nothing, so it is retried like any read.
+    async fn start_automation(&self, slot: Slot, cmd: &DueCommand) -> Sent<Answer> {
         let mut body = cmd.params.clone();
         let automation = body
             .as_object_mut()
             .and_then(|m| m.remove("automation"))
             .and_then(|v| v.as_u64())
             .unwrap_or_default();
-        let lookup = self.budgets.get(Action::RetrieveAutomation);
-        lookup.acquire().await;
-        lookup.pace().await;
-        let found = self
-            .client
-            .send(
-                Action::RetrieveAutomation,
-                Method::GET,
-                &format!("automations/{automation}/"),
-                &[],
-                None,
-            )
-            .await?;
+        let lookup = self.sender.slot(Action::RetrieveAutomation).await;
+        let path = format!("automations/{automation}/");
+        let call =
+            self.sender
+                .client()
+                .send(Action::RetrieveAutomation, Method::GET, &path, &[], None);
+        let found = match self.sender.send(lookup, call).await {
+            Sent::Done(found) => found,
+            Sent::Transient { error, .. } => {
+                return Sent::Transient {
+                    error,
+                    may_have_applied: false,
+                };
+            }
+            other => return other,
+        };
         let trigger = found
             .body
             .as_ref()
@@ -385,7 +380,7 @@ impl CommandWorker {
                 })
             });
         let Some(trigger) = trigger else {
-            return Err(SpokiError::Rejected {
+            return Sent::Refused {
                 status: 400,
                 body: json!({
                     "error": format!(
@@ -393,7 +388,7 @@ impl CommandWorker {
                          \"API Url\" start trigger to it in Spoki"
                     )
                 }),
-            });
+            };
         };
         let uuid = trigger
             .get("uuid")
@@ -403,35 +398,28 @@ impl CommandWorker {
         if let Some(map) = body.as_object_mut() {
             map.insert("secret".to_owned(), secret);
         }
-        self.client
-            .post_trigger(Action::StartAutomation, uuid, &body)
-            .await
+        let call = self
+            .sender
+            .client()
+            .post_trigger(Action::StartAutomation, uuid, &body);
+        self.sender.send(slot, call).await
     }
 
-    fn judge(&self, action: Action, cmd: &DueCommand, sent: Result<Answer, SpokiError>) -> Attempt {
-        let error = match sent {
-            Ok(answer) => {
-                return Attempt::Done(Outcome::Succeeded {
-                    http_status: Some(answer.status.as_u16()),
-                    result: answer.body,
-                });
-            }
-            Err(e) => e,
-        };
-        match &error {
-            SpokiError::RateLimited { retry_after } => {
-                let budget = self.budgets.get(action);
-                let wait = retry_after.unwrap_or_else(|| budget.limit().interval());
-                budget.block_for(wait);
-                Attempt::Retry {
-                    after: wait,
-                    reason: error.to_string(),
-                    http_status: Some(429),
-                    failure: false,
-                    ambiguous: false,
-                }
-            }
-            SpokiError::Rejected { status: 404, .. }
+    fn judge(&self, action: Action, cmd: &DueCommand, sent: Sent<Answer>) -> Attempt {
+        match sent {
+            Sent::Done(answer) => Attempt::Done(Outcome::Succeeded {
+                http_status: Some(answer.status.as_u16()),
+                result: answer.body,
+            }),
+            // The sender has held the budget shut already; a throttled request did nothing.
+            Sent::Throttled { wait } => Attempt::Retry {
+                after: wait,
+                reason: sent.describe(),
+                http_status: Some(429),
+                failure: false,
+                ambiguous: false,
+            },
+            Sent::Refused { status: 404, .. }
                 if cmd.ambiguous && action.method() == SpokiMethod::Delete =>
             {
                 Attempt::Done(Outcome::Succeeded {
@@ -439,32 +427,37 @@ impl CommandWorker {
                     result: None,
                 })
             }
-            SpokiError::Rejected { status, body } => Attempt::Done(Outcome::Failed {
-                http_status: Some(*status),
-                error: body.clone(),
-            }),
-            SpokiError::Decode { reason } => Attempt::Done(Outcome::Failed {
+            // CONTRACT §8: a 4xx other than 429 fails the command at once.
+            Sent::Refused { status, body } | Sent::Unauthorized { status, body } => {
+                Attempt::Done(Outcome::Failed {
+                    http_status: Some(status),
+                    error: body,
+                })
+            }
+            Sent::Garbled { reason } => Attempt::Done(Outcome::Failed {
                 http_status: None,
                 error: json!({ "error": reason }),
             }),
-            _ if error.may_have_applied() && !action.repeat_safe() => {
-                Attempt::Done(Outcome::Failed {
-                    http_status: server_status(&error),
-                    error: json!({
-                        "error": format!(
-                            "{error}. {} creates something each time it is sent, so it was not \
-                             repeated: check in Spoki and queue it again if needed",
-                            action.name()
-                        )
-                    }),
-                })
-            }
-            _ => {
+            Sent::Transient {
+                ref error,
+                may_have_applied,
+            } => {
+                if may_have_applied && !action.repeat_safe() {
+                    return Attempt::Done(Outcome::Failed {
+                        http_status: server_status(error),
+                        error: json!({
+                            "error": format!(
+                                "{error}. {action} creates something each time it is sent, so it \
+                                 was not repeated: check in Spoki and queue it again if needed"
+                            )
+                        }),
+                    });
+                }
                 let failures = u32::try_from(cmd.failures + 1).unwrap_or(u32::MAX);
                 let settings = self.settings.get();
                 if failures >= settings.max_attempts {
                     return Attempt::Done(Outcome::Failed {
-                        http_status: server_status(&error),
+                        http_status: server_status(error),
                         error: json!({
                             "error": format!("gave up after {failures} failed attempts: {error}")
                         }),
@@ -473,11 +466,13 @@ impl CommandWorker {
                 metrics::counter!("spoki_sync_retries_total", "action" => action.name())
                     .increment(1);
                 Attempt::Retry {
-                    after: backoff::delay(failures, settings.max_backoff),
+                    after: sent
+                        .retry_in(failures, settings.max_backoff)
+                        .unwrap_or(Duration::from_secs(1)),
                     reason: error.to_string(),
-                    http_status: server_status(&error),
+                    http_status: server_status(error),
                     failure: true,
-                    ambiguous: error.may_have_applied(),
+                    ambiguous: may_have_applied,
                 }
             }
         }

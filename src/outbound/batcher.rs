@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::backoff;
 use super::limits::Budgets;
+use super::sender::{Sender, Sent, Slot};
 use crate::config::Settings;
 use crate::domain::{Contact, ListId, Phone};
 use crate::spoki::actions::Action;
@@ -72,7 +73,8 @@ pub struct BatcherStats {
 #[derive(Clone)]
 pub struct Batcher {
     store: Store,
-    client: SpokiClient,
+    /// The one road to Spoki (budgets, pacing, 429 holds).
+    sender: Sender,
     budgets: Budgets,
     settings: Arc<std::sync::RwLock<BatcherSettings>>,
     /// Beats each time the main loop goes round (the systemd watchdog watches it).
@@ -101,8 +103,8 @@ impl Batcher {
         wake: Arc<Notify>,
     ) -> Batcher {
         Batcher {
+            sender: Sender::new(client, budgets.clone(), store.clone()),
             store,
-            client,
             budgets,
             settings: Arc::new(std::sync::RwLock::new(settings)),
             heartbeat: crate::service::Heartbeat::new(),
@@ -290,14 +292,18 @@ impl Batcher {
         failed_codes: &HashMap<String, String>,
         wait: &mut Duration,
     ) -> Result<bool, StoreError> {
-        if let Err(w) = self.budgets.get(request.action()).try_acquire() {
-            *wait = (*wait).min(w);
-            return Ok(false);
-        }
+        let slot = match self.sender.try_slot(request.action()) {
+            Ok(slot) => slot,
+            Err(w) => {
+                *wait = (*wait).min(w);
+                return Ok(false);
+            }
+        };
         for &single in routes {
             let rows = self.store.claim(request.list(), single, limit).await?;
             if !rows.is_empty() {
-                self.launch(in_flight, request, rows, failed_codes).await?;
+                self.launch(in_flight, slot, request, rows, failed_codes)
+                    .await?;
                 return Ok(true);
             }
         }
@@ -307,6 +313,7 @@ impl Batcher {
     async fn launch(
         &self,
         in_flight: &mut JoinSet<()>,
+        slot: Slot,
         request: Request,
         rows: Vec<OutboxRow>,
         failed_codes: &HashMap<String, String>,
@@ -343,18 +350,11 @@ impl Batcher {
             })
             .collect();
         let me = self.clone();
-        let budget = self.budgets.get(request.action());
         in_flight.spawn(async move {
-            // Nothing may stand between `pace` and the send: spacing is measured from here.
-            budget.pace().await;
-            let sent_at = now_ms();
-            let result = me.send(request, &payloads).await;
-            // When the request left, for a restart to keep the spacing. Written once the answer
-            // is in; a crash before this leaves the rows in flight, and the next start then
-            // waits a whole interval (`App::build`).
-            if let Err(e) = me.store.mark_budget(request.action().name(), sent_at).await {
-                tracing::warn!(error = %e, "could not record when a request left");
-            }
+            // The sender paces, sends, stores when it left and holds the budget after a 429.
+            // A crash before the answer is recorded leaves the rows in flight, and the next
+            // start then waits a whole interval (`App::build`).
+            let result = me.sender.send(slot, me.call(request, &payloads)).await;
             // Recording the answer is retried (every store step is idempotent for rows already
             // settled): rows left in flight would wait for the next start.
             let mut attempt = 0;
@@ -372,27 +372,29 @@ impl Batcher {
         Ok(())
     }
 
-    async fn send(
+    /// The request itself; it runs inside `Sender::send`.
+    async fn call(
         &self,
         request: Request,
         payloads: &[ContactPayload],
     ) -> Result<HashMap<Phone, i64>, SpokiError> {
+        let client = self.sender.client();
         match request {
             Request::Bulk => {
                 bump(&self.stats.bulk_requests, 1);
-                self.client.bulk_sync_contacts(payloads).await?;
+                client.bulk_sync_contacts(payloads).await?;
                 Ok(HashMap::new())
             }
             Request::List(list) => {
                 bump(&self.stats.list_requests, 1);
-                self.client.sync_contacts_to_list(list.0, payloads).await?;
+                client.sync_contacts_to_list(list.0, payloads).await?;
                 Ok(HashMap::new())
             }
             Request::Single => {
                 bump(&self.stats.single_requests, 1);
                 let mut ids = HashMap::new();
                 for p in payloads {
-                    if let Some(rec) = self.client.create_or_update_contact(p).await?
+                    if let Some(rec) = client.create_or_update_contact(p).await?
                         && let Some(phone) = Phone::from_e164(&rec.phone)
                     {
                         ids.insert(phone, rec.id);
@@ -407,12 +409,25 @@ impl Batcher {
         &self,
         request: Request,
         rows: &[OutboxRow],
-        result: &Result<HashMap<Phone, i64>, SpokiError>,
+        result: &Sent<HashMap<Phone, i64>>,
         stripped: &[(OutboxRow, String)],
     ) -> Result<(), StoreError> {
         let action = request.action();
         match result {
-            Ok(ids) => {
+            // A 2xx whose body we could not read still means Spoki took the write.
+            Sent::Done(_) | Sent::Garbled { .. } => {
+                if let Sent::Garbled { reason } = result {
+                    tracing::warn!(
+                        action = action.name(),
+                        reason,
+                        "2xx with an unexpected body; counting it as done"
+                    );
+                }
+                let none = HashMap::new();
+                let ids = match result {
+                    Sent::Done(ids) => ids,
+                    _ => &none,
+                };
                 self.store.acknowledge_noting(rows, ids, stripped).await?;
                 bump(&self.stats.contacts_acknowledged, rows.len() as u64);
                 metrics::counter!("spoki_sync_contacts_sent_total", "action" => action.name())
@@ -428,38 +443,18 @@ impl Batcher {
                     "Spoki acknowledged contacts"
                 );
             }
-            // A 2xx whose body we could not read still means Spoki took the write.
-            Err(SpokiError::Decode { reason }) => {
-                tracing::warn!(
-                    action = action.name(),
-                    reason,
-                    "2xx with an unexpected body; counting it as done"
-                );
-                self.store.acknowledge(rows, &HashMap::new()).await?;
-                bump(&self.stats.contacts_acknowledged, rows.len() as u64);
-                metrics::counter!("spoki_sync_contacts_sent_total", "action" => action.name())
-                    .increment(rows.len() as u64);
-            }
-            Err(SpokiError::RateLimited { retry_after }) => {
+            Sent::Throttled { .. } => {
                 bump(&self.stats.throttled, 1);
-                let budget = self.budgets.get(action);
-                let wait = retry_after.unwrap_or_else(|| budget.limit().interval());
-                budget.block_for(wait);
-                tracing::warn!(
-                    action = action.name(),
-                    wait_ms = wait.as_millis() as u64,
-                    "Spoki answered 429; waiting"
-                );
                 self.store
                     .release(rows, 0, Some("429 Too Many Requests"), false, false)
                     .await?;
             }
-            Err(SpokiError::Rejected { status: 400, body }) => {
+            Sent::Refused { status: 400, body } => {
                 self.settle_rejection(request, rows, body).await?;
             }
             // The request was too large for Spoki: final for a lone contact, and a batch is
             // sent one by one to find the contact that is.
-            Err(SpokiError::Rejected { status: 413, .. }) => {
+            Sent::Refused { status: 413, .. } => {
                 let body = Value::String(
                     "Spoki refused the request as too large (HTTP 413); the contact's fields \
                      are more than Spoki takes"
@@ -467,24 +462,27 @@ impl Batcher {
                 );
                 self.settle_rejection(request, rows, &body).await?;
             }
-            Err(SpokiError::Rejected { status: 404, body })
-                if matches!(request, Request::List(_)) =>
-            {
+            Sent::Refused { status: 404, body } if matches!(request, Request::List(_)) => {
                 let reason = format!("list not found in Spoki: {body}");
                 bump(&self.stats.rejected, rows.len() as u64);
                 let rows: Vec<_> = rows.iter().map(|r| (r.clone(), reason.clone())).collect();
                 self.store.reject(&rows).await?;
             }
-            Err(e) => {
-                // 5xx, timeouts, broken connections, and auth errors (401/403), which are the
-                // account's problem rather than the rows': retry later, never drop.
+            // 5xx, timeouts, broken connections, auth errors (401/403, the account's problem
+            // rather than the rows'), and refusals that name no fault of the rows: retry later,
+            // never drop.
+            other => {
                 bump(&self.stats.retries, 1);
                 metrics::counter!("spoki_sync_retries_total", "action" => action.name())
                     .increment(1);
                 let attempts = rows.iter().map(|r| r.attempts).max().unwrap_or(0) + 1;
-                let delay = backoff::delay(attempts as u32, self.settings().max_backoff);
-                tracing::warn!(action = action.name(), error = %e, attempt = attempts, retry_in_ms = delay.as_millis() as u64, "request failed; will retry");
-                let text = e.to_string();
+                let failures = u32::try_from(attempts).unwrap_or(u32::MAX);
+                let max_backoff = self.settings().max_backoff;
+                let delay = other
+                    .retry_in(failures, max_backoff)
+                    .unwrap_or_else(|| backoff::delay(failures, max_backoff));
+                let text = other.describe();
+                tracing::warn!(action = action.name(), error = %text, attempt = attempts, retry_in_ms = delay.as_millis() as u64, "request failed; will retry");
                 self.store
                     .release(
                         rows,
@@ -571,14 +569,18 @@ impl Batcher {
         use std::sync::atomic::Ordering;
         // With creation off, a code is refused only after a fresh look at Spoki's fields.
         if !self.fields_listed.load(Ordering::Relaxed) || !create {
-            let budget = self.budgets.get(Action::ListCustomFields);
             let mut page = 1;
             loop {
-                if let Err(w) = budget.try_acquire() {
-                    return Ok(Some(w));
-                }
-                match self.client.list_custom_fields(page).await {
-                    Ok(p) => {
+                let slot = match self.sender.try_slot(Action::ListCustomFields) {
+                    Ok(slot) => slot,
+                    Err(w) => return Ok(Some(w)),
+                };
+                let listed = self
+                    .sender
+                    .send(slot, self.sender.client().list_custom_fields(page))
+                    .await;
+                match listed {
+                    Sent::Done(p) => {
                         for f in &p.results {
                             if wanted.iter().any(|(c, _)| c == &f.code) {
                                 self.store
@@ -591,7 +593,7 @@ impl Batcher {
                         }
                         page += 1;
                     }
-                    Err(e) => return Ok(Some(self.wait_after(&e, Action::ListCustomFields))),
+                    other => return Ok(Some(self.wait_after(&other, Action::ListCustomFields))),
                 }
             }
             self.fields_listed.store(true, Ordering::Relaxed);
@@ -605,12 +607,19 @@ impl Batcher {
                     .await?;
                 continue;
             }
-            let budget = self.budgets.get(Action::CreateCustomField);
-            if let Err(w) = budget.try_acquire() {
-                return Ok(Some(w));
-            }
-            match self.client.create_custom_field(&label, &code).await {
-                Ok(()) => {
+            let slot = match self.sender.try_slot(Action::CreateCustomField) {
+                Ok(slot) => slot,
+                Err(w) => return Ok(Some(w)),
+            };
+            let created = self
+                .sender
+                .send(
+                    slot,
+                    self.sender.client().create_custom_field(&label, &code),
+                )
+                .await;
+            match created {
+                Sent::Done(()) | Sent::Garbled { .. } => {
                     tracing::info!(code, "created custom field in Spoki");
                     self.store
                         .set_custom_field_status(&code, "exists", None)
@@ -618,7 +627,7 @@ impl Batcher {
                 }
                 // Only a 400 is about the field itself; 401/403/404 are the account's or the
                 // route's problem and are retried like any other failure.
-                Err(SpokiError::Rejected { status: 400, body }) => {
+                Sent::Refused { status: 400, body } => {
                     let text = body.to_string();
                     if text.contains("exist") || text.contains("unique") {
                         self.store
@@ -635,19 +644,21 @@ impl Batcher {
                             .await?;
                     }
                 }
-                Err(e) => return Ok(Some(self.wait_after(&e, Action::CreateCustomField))),
+                other => return Ok(Some(self.wait_after(&other, Action::CreateCustomField))),
             }
         }
         Ok(None)
     }
 
-    fn wait_after(&self, e: &SpokiError, action: Action) -> Duration {
-        let budget = self.budgets.get(action);
-        let wait = e
-            .retry_after()
-            .unwrap_or_else(|| budget.limit().interval().max(Duration::from_secs(1)));
-        budget.block_for(wait);
-        tracing::warn!(action = action.name(), error = %e, "custom-field call failed; will retry");
+    /// After a failed custom-field call: the wait the retry policy gives, during which the
+    /// action's budget stays shut (a 429 has shut it already).
+    fn wait_after<T>(&self, sent: &Sent<T>, action: Action) -> Duration {
+        let wait = sent
+            .retry_in(1, self.settings().max_backoff)
+            .unwrap_or_else(|| self.budgets.get(action).limit().interval())
+            .max(Duration::from_secs(1));
+        self.budgets.get(action).block_for(wait);
+        tracing::warn!(action = action.name(), error = %sent.describe(), "custom-field call failed; will retry");
         wait
     }
 }
