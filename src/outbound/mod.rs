@@ -3,5 +3,7 @@
 
 pub mod backoff;
 pub mod batcher;
+#[cfg(all(test, feature = "sim"))]
+mod batcher_tests;
 pub mod limits;
 pub mod sender;
