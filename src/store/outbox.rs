@@ -76,7 +76,7 @@ impl Store {
         single_route: bool,
         limit: i64,
     ) -> Result<Vec<OutboxRow>, StoreError> {
-        let mut tx = self.begin().await?;
+        let mut tx = self.begin_delivery().await?;
         // Columns are read by name, so `o.*` serves `outbox_row`.
         let sql = format!("SELECT o.* {ELIGIBLE} ORDER BY o.id LIMIT ?");
         let rows = sqlx::query(AssertSqlSafe(sql))
@@ -129,7 +129,7 @@ impl Store {
         rows: &[OutboxRow],
         spoki_ids: &HashMap<Phone, i64>,
     ) -> Result<(), StoreError> {
-        let mut tx = self.begin_quiet().await?;
+        let mut tx = self.begin_quiet_delivery().await?;
         let now = now_rfc3339();
         for row in rows {
             let phone = row.phone.to_string();
@@ -188,7 +188,7 @@ impl Store {
         count_attempt: bool,
         single_route: bool,
     ) -> Result<(), StoreError> {
-        let mut tx = self.begin().await?;
+        let mut tx = self.begin_delivery().await?;
         for row in rows {
             release_one(
                 &mut tx,
@@ -206,7 +206,7 @@ impl Store {
 
     /// Spoki refused these rows for good: they become rejects with Spoki's reason.
     pub async fn reject(&self, rows: &[(OutboxRow, String)]) -> Result<(), StoreError> {
-        let mut tx = self.begin().await?;
+        let mut tx = self.begin_delivery().await?;
         for (row, reason) in rows {
             // Only a row still queued becomes a reject, so recording twice records once.
             let deleted = sqlx::query("DELETE FROM outbox WHERE id = ?")
