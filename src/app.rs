@@ -23,8 +23,8 @@ use crate::reload::{self, Reloader, WebhookKeys};
 use crate::service;
 use crate::sources::inbox::Inbox;
 use crate::spoki::SpokiClient;
-use crate::store::{Store, StoreError};
 use crate::store::maintenance::{self, Maintenance};
+use crate::store::{Store, StoreError};
 use crate::webhooks::{self, WebhookState};
 
 /// How long requests in flight get to finish at shutdown (within systemd's 10 s promise).

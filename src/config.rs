@@ -386,7 +386,8 @@ impl Settings {
                 db_dir.display()
             ));
         }
-        if let Some(problem) = crate::store::maintenance::sqlite_file_problem(&self.storage.database)
+        if let Some(problem) =
+            crate::store::maintenance::sqlite_file_problem(&self.storage.database)
         {
             problems.push(format!("storage.database: {problem}"));
         }
@@ -889,9 +890,15 @@ mod tests {
     fn storage_defaults_and_sizes() {
         let s = Settings::from_toml("").expect("defaults");
         assert_eq!(s.storage.retention.rejects, Duration::from_secs(90 * 86400));
-        assert_eq!(s.storage.retention.commands, Duration::from_secs(30 * 86400));
+        assert_eq!(
+            s.storage.retention.commands,
+            Duration::from_secs(30 * 86400)
+        );
         assert_eq!(s.storage.retention.files, Duration::from_secs(90 * 86400));
-        assert_eq!(s.storage.retention.webhook_ids, Duration::from_secs(7 * 86400));
+        assert_eq!(
+            s.storage.retention.webhook_ids,
+            Duration::from_secs(7 * 86400)
+        );
         assert_eq!(s.storage.wal_max_size, 64 << 20);
         assert_eq!(parse_size("512KiB"), Ok(512 << 10));
         assert_eq!(parse_size("1048576"), Ok(1 << 20));

@@ -197,8 +197,8 @@ pub struct FileWatch {
 
 impl FileWatch {
     pub fn new(path: &Path) -> Result<FileWatch, String> {
-        let meta = std::fs::metadata(path)
-            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let meta =
+            std::fs::metadata(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
         Ok(FileWatch {
             path: path.to_path_buf(),
             dev: meta.dev(),
@@ -315,9 +315,10 @@ impl Store {
             report.mirror_recreated = Some(self.recreate_mirror().await?);
             return Ok(report);
         }
-        let columns: Vec<(String,)> = sqlx::query_as("SELECT name FROM pragma_table_info('contacts')")
-            .fetch_all(&self.pool)
-            .await?;
+        let columns: Vec<(String,)> =
+            sqlx::query_as("SELECT name FROM pragma_table_info('contacts')")
+                .fetch_all(&self.pool)
+                .await?;
         let missing: Vec<&str> = MIRROR_COLUMNS
             .into_iter()
             .filter(|c| !columns.iter().any(|(n,)| n == c))
@@ -576,7 +577,11 @@ impl Maintenance {
                 return;
             }
         }
-        match self.store.checkpoint_if_big(&self.path, self.wal_limit).await {
+        match self
+            .store
+            .checkpoint_if_big(&self.path, self.wal_limit)
+            .await
+        {
             Ok(Some((before, after))) => tracing::info!(
                 before_bytes = before,
                 after_bytes = after,

@@ -210,7 +210,9 @@ async fn a_deleted_database_stops_input_and_a_restart_refuses_to_start_empty() {
     .await;
     assert_eq!(code, 503, "{body}");
     assert!(
-        body["error"].as_str().is_some_and(|e| e.contains("deleted")),
+        body["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("deleted")),
         "{body}"
     );
     let (code, body) = app.submit("list_tags", json!({})).await;
@@ -252,9 +254,11 @@ async fn a_deleted_database_stops_input_and_a_restart_refuses_to_start_empty() {
     // And from now on that new database is the one expected: a plain restart starts.
     let log = app.dir().join("again.log");
     let again = spawn_binary(&["run", "--config", &config_arg], &log);
-    wait_until(Duration::from_secs(30), "the daemon to start again", || async {
-        healthz(port).await == Some(200)
-    })
+    wait_until(
+        Duration::from_secs(30),
+        "the daemon to start again",
+        || async { healthz(port).await == Some(200) },
+    )
     .await;
     drop(again);
 }
@@ -308,14 +312,18 @@ async fn a_dropped_mirror_table_is_rebuilt_from_what_spoki_acknowledged() {
     })
     .await;
     exec(&app, "DROP TABLE contacts").await;
-    wait_until(Duration::from_secs(20), "the mirror to come back", || async {
-        count(
-            &app,
-            "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'contacts'",
-        )
-        .await
-            == 1
-    })
+    wait_until(
+        Duration::from_secs(20),
+        "the mirror to come back",
+        || async {
+            count(
+                &app,
+                "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'contacts'",
+            )
+            .await
+                == 1
+        },
+    )
     .await;
     assert_eq!(count(&app, "SELECT COUNT(*) FROM contacts").await, 5);
     // Acknowledgements are recorded again (into the mirror too), and edits travel.
@@ -385,7 +393,10 @@ async fn bytes_in_the_mirror_are_rejects_and_later_edits_go_on() {
         reason_for("X'2B333933333434303030303031'").contains("BLOB"),
         "{rejects}"
     );
-    assert!(reason_for("+393334400002").contains("first_name"), "{rejects}");
+    assert!(
+        reason_for("+393334400002").contains("first_name"),
+        "{rejects}"
+    );
     assert!(
         reason_for("+393334400003").contains("custom_fields"),
         "{rejects}"
@@ -528,7 +539,11 @@ async fn old_rows_are_pruned_by_their_retention_and_new_ones_kept() {
         ),
     )
     .await;
-    assert_eq!(kept, 2 + 3 + 3, "new rows, unmoved files and queued commands stay");
+    assert_eq!(
+        kept,
+        2 + 3 + 3,
+        "new rows, unmoved files and queued commands stay"
+    );
     app.stop().await;
 }
 
