@@ -14,72 +14,7 @@ use crate::spoki::actions;
 
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/spoki-sync/config.toml";
 
-/// A value that must never reach a log line or an error message.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(value: impl Into<String>) -> Secret {
-        Secret(value.into())
-    }
-
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(***)")
-    }
-}
-
-/// `COUNT/DURATION`, e.g. `1/60s`: at most `count` requests in any `per` window.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct RateLimit {
-    pub count: u32,
-    pub per: Duration,
-}
-
-impl RateLimit {
-    pub const fn per_minute(count: u32) -> RateLimit {
-        RateLimit {
-            count,
-            per: Duration::from_secs(60),
-        }
-    }
-
-    pub fn parse(text: &str) -> Result<RateLimit, String> {
-        let (count, per) = text
-            .split_once('/')
-            .ok_or_else(|| format!("{text:?} is not COUNT/DURATION, e.g. 1/60s"))?;
-        let count: u32 = count
-            .trim()
-            .parse()
-            .map_err(|_| format!("{text:?}: {count:?} is not a whole number"))?;
-        let per = parse_duration(per.trim())?;
-        if count == 0 || per.is_zero() {
-            return Err(format!("{text:?}: count and duration must be above zero"));
-        }
-        Ok(RateLimit { count, per })
-    }
-
-    /// The even spacing between two requests under this limit.
-    pub fn interval(&self) -> Duration {
-        self.per / self.count
-    }
-}
-
-impl fmt::Display for RateLimit {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.count, humantime::format_duration(self.per))
-    }
-}
-
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    humantime::parse_duration(text.trim())
-        .map_err(|e| format!("{text:?} is not a duration like 500ms, 2s or 15m ({e})"))
-}
+pub use spoki_api::{RateLimit, Secret, parse_duration};
 
 /// Which side wins a field changed on both sides.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -142,6 +77,10 @@ pub struct CsvSettings {
     pub settle: Duration,
     pub create_custom_fields: bool,
     pub rescan_interval: Duration,
+    /// A file, a webhook delivery or a mirror row bringing more custom-field codes new to the
+    /// daemon than this is refused with the reason, instead of queueing that many creations
+    /// (Spoki allows about 5 a minute).
+    pub max_new_custom_fields: usize,
 }
 
 #[derive(Clone, Debug)]
@@ -251,6 +190,7 @@ struct RawCsv {
     settle: Option<String>,
     create_custom_fields: Option<Flag>,
     rescan_interval: Option<String>,
+    max_new_custom_fields: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -464,6 +404,20 @@ impl Checker {
         self.take(key, parse_duration(text)).unwrap_or_default()
     }
 
+    fn count(&mut self, key: &str, value: &Option<String>, default: usize) -> usize {
+        match value.as_deref() {
+            None => default,
+            Some(text) => self
+                .take(
+                    key,
+                    text.trim()
+                        .parse::<usize>()
+                        .map_err(|_| format!("{text:?} is not a whole number")),
+                )
+                .unwrap_or(default),
+        }
+    }
+
     fn flag(&mut self, key: &str, value: &Option<Flag>, default: bool) -> bool {
         match value {
             None => default,
@@ -629,6 +583,11 @@ impl RawSettings {
             true,
         );
         let rescan_interval = c.duration("csv.rescan_interval", &self.csv.rescan_interval, "30s");
+        let max_new_custom_fields = c.count(
+            "csv.max_new_custom_fields",
+            &self.csv.max_new_custom_fields,
+            50,
+        );
         if rescan_interval.is_zero() {
             c.problems
                 .push("csv.rescan_interval: must be above zero".into());
@@ -675,16 +634,11 @@ impl RawSettings {
         }
         let spoki_secret = c.secret("webhooks.spoki_secret", &self.webhooks.spoki_secret);
 
-        let single_text = self.batch.single_max_pending.as_deref().unwrap_or("20");
-        let single_max_pending = c
-            .take(
-                "batch.single_max_pending",
-                single_text
-                    .trim()
-                    .parse::<usize>()
-                    .map_err(|_| format!("{single_text:?} is not a whole number")),
-            )
-            .unwrap_or(20);
+        let single_max_pending = c.count(
+            "batch.single_max_pending",
+            &self.batch.single_max_pending,
+            20,
+        );
         let max_backoff = c.duration("batch.max_backoff", &self.batch.max_backoff, "5m");
 
         let attempts_text = self.commands.max_attempts.as_deref().unwrap_or("10");
@@ -744,6 +698,7 @@ impl RawSettings {
                 settle,
                 create_custom_fields,
                 rescan_interval,
+                max_new_custom_fields,
             },
             mirror: MirrorSettings {
                 poll_interval,
@@ -947,6 +902,10 @@ mod example_tests {
         assert_eq!(example.spoki.timeout, defaults.spoki.timeout);
         assert_eq!(example.csv.settle, defaults.csv.settle);
         assert_eq!(example.csv.rescan_interval, defaults.csv.rescan_interval);
+        assert_eq!(
+            example.csv.max_new_custom_fields,
+            defaults.csv.max_new_custom_fields
+        );
         assert_eq!(example.mirror.pull_interval, defaults.mirror.pull_interval);
         assert_eq!(
             example.mirror.max_delete_share,

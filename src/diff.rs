@@ -1,7 +1,53 @@
 //! Pure: what must be written so that Spoki holds `incoming`, given what it holds (or will
 //! hold once the queued writes land). A blank never overwrites; an equal value costs nothing.
 
-use crate::domain::ContactFields;
+use crate::domain::{ContactFields, ListId};
+
+/// What is known about one contact before a new input is applied.
+#[derive(Clone, Debug, Default)]
+pub struct Known {
+    /// Spoki has acknowledged this contact before.
+    pub in_state: bool,
+    /// A write for this phone (any list) is queued or in flight: Spoki will hear of it.
+    pub queued: bool,
+    /// What Spoki will hold once every queued write lands: state, then in-flight rows, then
+    /// pending rows, oldest first.
+    pub effective: ContactFields,
+    /// Spoki acknowledged the contact as a member of the list asked about.
+    pub member: bool,
+    /// The pending row for this (phone, list), which a new change merges into.
+    pub pending_here: Option<(i64, ContactFields)>,
+}
+
+/// How an incoming contact compares with what Spoki holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Spoki has never acknowledged the contact: it is created, even with no field but its
+    /// phone.
+    Create,
+    /// Spoki knows it, and some field (or the list membership) differs.
+    Update,
+    /// Nothing to write.
+    Unchanged,
+}
+
+/// The one rule every input follows (CSV, contacts webhook, mirror): what to write for
+/// `incoming`, headed to `list`, given what is known. A contact Spoki has never acknowledged,
+/// and that no queued write will create, is written even when no field differs.
+pub fn judge(known: &Known, list: ListId, incoming: &ContactFields) -> (Verdict, ContactFields) {
+    let write = changes(&known.effective, incoming);
+    let needs_membership = !list.is_none() && !known.member && known.pending_here.is_none();
+    let unheard_of = !known.in_state && !known.queued;
+    if write.is_empty() && !needs_membership && !unheard_of {
+        return (Verdict::Unchanged, write);
+    }
+    let verdict = if known.in_state {
+        Verdict::Update
+    } else {
+        Verdict::Create
+    };
+    (verdict, write)
+}
 
 /// The fields of `incoming` that carry a value different from `known`.
 pub fn changes(known: &ContactFields, incoming: &ContactFields) -> ContactFields {
@@ -39,6 +85,30 @@ mod tests {
                 .unwrap_or_default(),
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn a_contact_spoki_never_saw_is_created_even_with_only_a_phone() {
+        let nothing = ContactFields::default();
+        let (v, write) = judge(&Known::default(), ListId::NONE, &nothing);
+        assert_eq!(v, Verdict::Create);
+        assert!(write.is_empty());
+        let acknowledged = Known {
+            in_state: true,
+            ..Default::default()
+        };
+        assert_eq!(
+            judge(&acknowledged, ListId::NONE, &nothing).0,
+            Verdict::Unchanged
+        );
+        // A queued write will create it: no second write.
+        let queued = Known {
+            queued: true,
+            ..Default::default()
+        };
+        assert_eq!(judge(&queued, ListId::NONE, &nothing).0, Verdict::Unchanged);
+        // Known, but not yet a member of the list asked for.
+        assert_eq!(judge(&acknowledged, ListId(7), &nothing).0, Verdict::Update);
     }
 
     #[test]

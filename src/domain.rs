@@ -136,6 +136,50 @@ pub struct Contact {
     pub fields: ContactFields,
 }
 
+/// A contact as a Spoki write carries it.
+impl From<&Contact> for spoki_api::ContactPayload {
+    fn from(c: &Contact) -> spoki_api::ContactPayload {
+        let f = &c.fields;
+        spoki_api::ContactPayload {
+            phone: c.phone.to_string(),
+            first_name: f.first_name.clone(),
+            last_name: f.last_name.clone(),
+            email: f.email.clone(),
+            language: f.language.clone(),
+            custom_fields: f.custom_fields.clone(),
+        }
+    }
+}
+
+/// The fields of a contact as Spoki returns it, in our terms: blank values count as absent,
+/// `%%CODE%%` becomes `CODE`.
+impl From<&spoki_api::ContactRecord> for ContactFields {
+    fn from(r: &spoki_api::ContactRecord) -> ContactFields {
+        fn some(v: &Option<String>) -> Option<String> {
+            v.as_deref()
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+        }
+        let custom_fields = r
+            .contactfield_set
+            .iter()
+            .filter_map(|cf| {
+                let code = cf.visual_code.as_deref()?.trim_matches('%');
+                let value = some(&cf.value)?;
+                (!code.is_empty()).then(|| (code.to_string(), value))
+            })
+            .collect();
+        ContactFields {
+            first_name: some(&r.first_name),
+            last_name: some(&r.last_name),
+            email: some(&r.email),
+            language: some(&r.language),
+            custom_fields,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -160,6 +204,19 @@ mod tests {
         ] {
             assert_eq!(Phone::from_e164(bad), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn record_reads_custom_fields_by_visual_code() {
+        let r: spoki_api::ContactRecord = serde_json::from_value(serde_json::json!({
+            "id": 7, "phone": "+393331234567", "first_name": "Anna", "email": null,
+            "contactfield_set": [{"id": 1, "field": 3, "value": "Roma", "visual_code": "%%CITTA%%"}]
+        }))
+        .expect("parses");
+        let f = ContactFields::from(&r);
+        assert_eq!(f.first_name.as_deref(), Some("Anna"));
+        assert_eq!(f.email, None);
+        assert_eq!(f.custom_fields["CITTA"], "Roma");
     }
 
     #[test]

@@ -5,18 +5,16 @@
 //! once straight away, and merges repeated phones field by field (last non-empty value wins)
 //! before emitting them. A reader thread feeds the async side through a bounded channel.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use rustc_hash::FxHashMap;
 use serde::Serialize;
 use tokio::sync::mpsc;
 
-use crate::diff;
 use crate::domain::{Contact, ContactFields, ListId, Phone};
 use crate::normalise::DefaultRegion;
 use crate::sources::csv_file::{CsvFile, FileError};
-use crate::store::{Known, Store, StoreError, Tx};
+use crate::store::{Enqueued, Incoming, Store, StoreError, Tx};
 
 const CHUNK: usize = 2_000;
 
@@ -56,35 +54,21 @@ pub enum IngestError {
     Store(#[from] StoreError),
 }
 
-/// How each contact of a chunk compares with what Spoki holds.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Verdict {
-    Create,
-    Update,
-    Unchanged,
-}
-
-/// A write the diff found necessary.
-#[derive(Clone, Debug)]
-pub struct PendingWrite {
-    pub phone: Phone,
-    pub changes: ContactFields,
-    pub pending: Option<(i64, ContactFields)>,
-    pub line: u64,
-}
-
 /// Where the diffed contacts go: the outbox (daemon) or nowhere (plan).
 pub trait Sink {
-    fn known(
+    /// How many of the file's custom-field codes are new to the daemon.
+    fn new_codes(&mut self, codes: &[String]) -> impl Future<Output = Result<usize, StoreError>>;
+    /// The file's custom-field columns (code, header as written), to create in Spoki.
+    fn want_columns(
         &mut self,
-        list: ListId,
-        phones: &[Phone],
-    ) -> impl Future<Output = Result<HashMap<Phone, Known>, StoreError>>;
-    fn write(
-        &mut self,
-        list: ListId,
-        writes: Vec<PendingWrite>,
+        columns: &[(String, String)],
     ) -> impl Future<Output = Result<(), StoreError>>;
+    /// Judges a chunk of distinct contacts and queues what must be written.
+    fn enqueue(
+        &mut self,
+        list: ListId,
+        contacts: Vec<Incoming>,
+    ) -> impl Future<Output = Result<Enqueued, StoreError>>;
 }
 
 /// The daemon's sink: writes into the outbox inside the file's transaction.
@@ -94,35 +78,27 @@ pub struct OutboxSink<'a> {
 }
 
 impl Sink for OutboxSink<'_> {
-    async fn known(
-        &mut self,
-        list: ListId,
-        phones: &[Phone],
-    ) -> Result<HashMap<Phone, Known>, StoreError> {
-        Store::known(self.tx, list, phones).await
+    async fn new_codes(&mut self, codes: &[String]) -> Result<usize, StoreError> {
+        Store::new_custom_field_codes(self.tx, codes).await
     }
 
-    async fn write(&mut self, list: ListId, writes: Vec<PendingWrite>) -> Result<(), StoreError> {
-        // New rows go in many to a statement; merging into a pending row is one by one.
-        let mut fresh = Vec::new();
-        for w in writes {
-            let key = format!("{}:{}", self.file, w.line);
-            if w.pending.is_some() {
-                Store::put_pending(
-                    self.tx,
-                    w.phone,
-                    list,
-                    &w.changes,
-                    w.pending.as_ref(),
-                    "csv",
-                    &key,
-                )
-                .await?;
-            } else {
-                fresh.push((w.phone, w.changes, key));
-            }
-        }
-        Store::insert_pending_many(self.tx, list, &fresh, "csv").await
+    async fn want_columns(&mut self, columns: &[(String, String)]) -> Result<(), StoreError> {
+        Store::want_custom_fields(self.tx, columns).await
+    }
+
+    async fn enqueue(
+        &mut self,
+        list: ListId,
+        contacts: Vec<Incoming>,
+    ) -> Result<Enqueued, StoreError> {
+        let contacts = contacts
+            .into_iter()
+            .map(|mut c| {
+                c.key = format!("{}:{}", self.file, c.key);
+                c
+            })
+            .collect();
+        Store::enqueue_changes(self.tx, "csv", list, contacts).await
     }
 }
 
@@ -133,41 +109,83 @@ pub struct PlanSink {
 }
 
 impl Sink for PlanSink {
-    async fn known(
-        &mut self,
-        list: ListId,
-        phones: &[Phone],
-    ) -> Result<HashMap<Phone, Known>, StoreError> {
+    async fn new_codes(&mut self, codes: &[String]) -> Result<usize, StoreError> {
         match &self.store {
             Some(store) => {
                 let mut conn = store.pool().acquire().await?;
-                Store::known(&mut conn, list, phones).await
+                Store::new_custom_field_codes(&mut conn, codes).await
             }
-            None => Ok(HashMap::new()),
+            None => Ok(codes.len()),
         }
     }
 
-    async fn write(&mut self, _list: ListId, writes: Vec<PendingWrite>) -> Result<(), StoreError> {
-        self.writes += writes.len() as u64;
+    async fn want_columns(&mut self, _columns: &[(String, String)]) -> Result<(), StoreError> {
         Ok(())
+    }
+
+    async fn enqueue(
+        &mut self,
+        list: ListId,
+        contacts: Vec<Incoming>,
+    ) -> Result<Enqueued, StoreError> {
+        let judged = match &self.store {
+            Some(store) => {
+                let mut conn = store.pool().acquire().await?;
+                Store::judge_changes(&mut conn, list, &contacts).await?
+            }
+            None => Enqueued {
+                creates: contacts.len() as u64,
+                ..Enqueued::default()
+            },
+        };
+        self.writes += judged.queued();
+        Ok(judged)
     }
 }
 
 enum Msg {
+    /// The file's custom-field columns (code, header as written), sent before any chunk.
+    Columns(Vec<(String, String)>),
     Chunk(Vec<(Contact, u64)>),
     Done(Box<FileReport>),
     Failed(FileError),
+}
+
+/// How a file is read.
+#[derive(Clone, Copy, Debug)]
+pub struct IngestOptions {
+    pub region: DefaultRegion,
+    pub list: ListId,
+    /// Custom-field columns are sent (and created in Spoki when missing).
+    pub keep_custom_fields: bool,
+    /// A file bringing more custom-field codes new to the daemon than this is refused whole.
+    pub max_new_custom_fields: usize,
+}
+
+impl IngestOptions {
+    pub fn from_settings(settings: &crate::config::Settings, list: ListId) -> IngestOptions {
+        IngestOptions {
+            region: settings.csv.default_region,
+            list,
+            keep_custom_fields: settings.csv.create_custom_fields,
+            max_new_custom_fields: settings.csv.max_new_custom_fields,
+        }
+    }
 }
 
 /// Reads `path` and feeds every accepted contact through the diff into `sink`.
 pub async fn ingest_file<S: Sink>(
     path: &Path,
     display_name: &str,
-    region: DefaultRegion,
-    list: ListId,
-    keep_custom_fields: bool,
+    options: IngestOptions,
     sink: &mut S,
 ) -> Result<FileReport, IngestError> {
+    let IngestOptions {
+        region,
+        list,
+        keep_custom_fields,
+        max_new_custom_fields,
+    } = options;
     let (tx, mut rx) = mpsc::channel::<Msg>(4);
     let owned: PathBuf = path.to_path_buf();
     let name = display_name.to_string();
@@ -179,13 +197,36 @@ pub async fn ingest_file<S: Sink>(
         let _ = tx.blocking_send(msg);
     });
 
-    let mut verdicts: (u64, u64, u64) = (0, 0, 0);
+    let mut verdicts = Enqueued::default();
     let mut outcome = None;
     while let Some(msg) = rx.recv().await {
         match msg {
+            Msg::Columns(columns) => {
+                let codes: Vec<String> = columns.iter().map(|(c, _)| c.clone()).collect();
+                let new = sink.new_codes(&codes).await?;
+                if new > max_new_custom_fields {
+                    // Dropping the receiver stops the reader at its next chunk.
+                    drop(rx);
+                    let _ = reader.await;
+                    return Err(FileError::Refused(format!(
+                        "the file brings {new} custom-field columns new to Spoki, more than \
+                         csv.max_new_custom_fields ({max_new_custom_fields}); nothing was queued"
+                    ))
+                    .into());
+                }
+                sink.want_columns(&columns).await?;
+            }
             Msg::Chunk(chunk) => {
-                let (c, u, n) = apply_chunk(sink, list, chunk).await?;
-                verdicts = (verdicts.0 + c, verdicts.1 + u, verdicts.2 + n);
+                let contacts = chunk
+                    .into_iter()
+                    .map(|(c, line)| Incoming {
+                        phone: c.phone,
+                        fields: c.fields,
+                        // The sink knows the file's path; it makes the key `path:line`.
+                        key: line.to_string(),
+                    })
+                    .collect();
+                verdicts.add(sink.enqueue(list, contacts).await?);
             }
             Msg::Done(report) => outcome = Some(Ok(*report)),
             Msg::Failed(e) => outcome = Some(Err(e)),
@@ -199,44 +240,10 @@ pub async fn ingest_file<S: Sink>(
             return Err(FileError::Csv("the reader stopped without a result".into()).into());
         }
     };
-    report.creates = verdicts.0;
-    report.updates = verdicts.1;
-    report.unchanged = verdicts.2;
+    report.creates = verdicts.creates;
+    report.updates = verdicts.updates;
+    report.unchanged = verdicts.unchanged;
     Ok(report)
-}
-
-async fn apply_chunk<S: Sink>(
-    sink: &mut S,
-    list: ListId,
-    chunk: Vec<(Contact, u64)>,
-) -> Result<(u64, u64, u64), StoreError> {
-    let phones: Vec<Phone> = chunk.iter().map(|(c, _)| c.phone).collect();
-    let known = sink.known(list, &phones).await?;
-    let empty = Known::default();
-    let mut writes = Vec::new();
-    let (mut creates, mut updates, mut unchanged) = (0, 0, 0);
-    for (contact, line) in chunk {
-        let k = known.get(&contact.phone).unwrap_or(&empty);
-        let changes = diff::changes(&k.effective, &contact.fields);
-        let needs_membership = !list.is_none() && !k.member && k.pending_here.is_none();
-        if changes.is_empty() && !needs_membership {
-            unchanged += 1;
-            continue;
-        }
-        if k.in_state {
-            updates += 1;
-        } else {
-            creates += 1;
-        }
-        writes.push(PendingWrite {
-            phone: contact.phone,
-            changes,
-            pending: k.pending_here.clone(),
-            line,
-        });
-    }
-    sink.write(list, writes).await?;
-    Ok((creates, updates, unchanged))
 }
 
 /// Both passes, on a blocking thread. Sends chunks; returns the counts for the report.
@@ -264,6 +271,10 @@ fn read_file(
             .collect();
     } else {
         report.ignored_columns = csv.custom_headers.clone();
+    }
+    if !report.custom_columns.is_empty() {
+        tx.blocking_send(Msg::Columns(report.custom_columns.clone()))
+            .map_err(|_| FileError::Csv("ingest was cancelled".into()))?;
     }
     // One entry per row (`None`: rejected), so pass 2 need not parse phones again.
     let mut row_phones: Vec<Option<Phone>> = Vec::new();

@@ -5,6 +5,7 @@ pub mod admin;
 pub mod app;
 pub mod commands;
 pub mod config;
+#[cfg(feature = "sim")]
 pub mod demo;
 pub mod diff;
 pub mod domain;
@@ -18,8 +19,12 @@ pub mod plan;
 pub mod reload;
 pub mod service;
 pub mod signals;
-pub mod sim;
 pub mod sources;
-pub mod spoki;
 pub mod store;
 pub mod webhooks;
+
+/// The Spoki client crate, under the name the daemon's modules use.
+pub use spoki_api as spoki;
+/// The bundled simulator (feature `sim`, on by default).
+#[cfg(feature = "sim")]
+pub use spoki_sim as sim;

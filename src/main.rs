@@ -1,7 +1,6 @@
 //! The `spoki-sync` binary: parses the command line, loads the configuration, starts logging,
 //! and hands over to the library.
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -78,13 +77,15 @@ enum Command {
         config: Option<PathBuf>,
     },
     /// Run the bundled Spoki simulator.
+    #[cfg(feature = "sim")]
     Sim {
         #[arg(long, default_value = "127.0.0.1:8790")]
-        listen: SocketAddr,
+        listen: std::net::SocketAddr,
         #[arg(long, default_value = "sim-api-key")]
         api_key: String,
     },
     /// Quickstart: simulator + daemon on loopback, a sample CSV dropped in, then a summary.
+    #[cfg(feature = "sim")]
     Demo,
 }
 
@@ -306,6 +307,7 @@ async fn main() -> ExitCode {
                 }
             }
         }
+        #[cfg(feature = "sim")]
         Command::Sim { listen, api_key } => {
             let _ = init_logging("info", LogFormat::Human);
             match spoki_sync::sim::run_cli(listen, api_key).await {
@@ -316,6 +318,7 @@ async fn main() -> ExitCode {
                 }
             }
         }
+        #[cfg(feature = "sim")]
         Command::Demo => match spoki_sync::demo::run().await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {

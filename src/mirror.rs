@@ -16,7 +16,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{self, Settings};
-use crate::domain::Phone;
+use crate::domain::{ContactFields, Phone};
 use crate::live::Live;
 use crate::outbound::backoff;
 use crate::outbound::limits::Budgets;
@@ -82,7 +82,7 @@ pub fn spoki_contact(record: &ContactRecord) -> Option<SpokiContact> {
     Some(SpokiContact {
         phone,
         spoki_id: Some(record.id),
-        fields: record.fields(),
+        fields: ContactFields::from(record),
     })
 }
 

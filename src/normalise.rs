@@ -19,6 +19,49 @@ pub enum RowIssue {
     InvalidPhone,
     #[error("invalid email address")]
     InvalidEmail,
+    #[error("{field} is longer than {max} characters")]
+    TooLong { field: String, max: usize },
+}
+
+/// Longest first name, last name or language accepted (Spoki's limits are not documented;
+/// a request Spoki refuses as too large is final for its contact anyway).
+pub const MAX_NAME_CHARS: usize = 255;
+/// Longest e-mail address (RFC 5321's path limit).
+pub const MAX_EMAIL_CHARS: usize = 254;
+/// Longest custom-field value, and code.
+pub const MAX_VALUE_CHARS: usize = 1000;
+pub const MAX_CODE_CHARS: usize = 100;
+
+/// Refuses a contact whose fields are larger than Spoki plausibly takes: better one clear
+/// reject at the door than a request refused (or retried) later.
+pub fn check_sizes(fields: &crate::domain::ContactFields) -> Result<(), RowIssue> {
+    fn within(field: &str, value: Option<&str>, max: usize) -> Result<(), RowIssue> {
+        match value {
+            Some(v) if v.chars().count() > max => Err(RowIssue::TooLong {
+                field: field.to_owned(),
+                max,
+            }),
+            _ => Ok(()),
+        }
+    }
+    within("first_name", fields.first_name.as_deref(), MAX_NAME_CHARS)?;
+    within("last_name", fields.last_name.as_deref(), MAX_NAME_CHARS)?;
+    within("language", fields.language.as_deref(), MAX_NAME_CHARS)?;
+    within("email", fields.email.as_deref(), MAX_EMAIL_CHARS)?;
+    for (code, value) in &fields.custom_fields {
+        let short: String = code.chars().take(40).collect();
+        within(
+            &format!("custom field code {short}"),
+            Some(code),
+            MAX_CODE_CHARS,
+        )?;
+        within(
+            &format!("custom field {code}"),
+            Some(value),
+            MAX_VALUE_CHARS,
+        )?;
+    }
+    Ok(())
 }
 
 /// The region used for numbers written without a country code.
@@ -153,6 +196,24 @@ mod tests {
         for raw in ["12345", "+39 000", "abc", "+1 555", "0039", "333-ABC-DEFG"] {
             assert_eq!(parse_phone(raw, it()), Err(RowIssue::InvalidPhone), "{raw}");
         }
+    }
+
+    #[test]
+    fn oversized_fields_are_refused_with_the_field_named() {
+        let mut f = crate::domain::ContactFields {
+            first_name: Some("A".repeat(MAX_NAME_CHARS)),
+            ..Default::default()
+        };
+        assert_eq!(check_sizes(&f), Ok(()));
+        f.custom_fields
+            .insert("NOTE".into(), "x".repeat(MAX_VALUE_CHARS + 1));
+        assert_eq!(
+            check_sizes(&f).map_err(|e| e.to_string()),
+            Err("custom field NOTE is longer than 1000 characters".to_owned())
+        );
+        f.custom_fields.clear();
+        f.email = Some(format!("{}@x.it", "a".repeat(MAX_EMAIL_CHARS)));
+        assert!(check_sizes(&f).is_err());
     }
 
     #[test]

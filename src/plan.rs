@@ -44,9 +44,7 @@ pub async fn plan(
     let report = ingest::ingest_file(
         file,
         &name,
-        settings.csv.default_region,
-        list,
-        settings.csv.create_custom_fields,
+        ingest::IngestOptions::from_settings(settings, list),
         &mut sink,
     )
     .await?;

@@ -51,6 +51,7 @@ pub fn inbox_settings(s: &Settings) -> InboxSettings {
         settle: s.csv.settle,
         create_custom_fields: s.csv.create_custom_fields,
         rescan_interval: s.csv.rescan_interval,
+        max_new_custom_fields: s.csv.max_new_custom_fields,
     }
 }
 

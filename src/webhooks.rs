@@ -7,7 +7,7 @@
 //! Signatures are checked on the raw body, in constant time, with a 300 s tolerance. Nothing
 //! is stored for a request that fails a check.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use axum::body::Bytes;
@@ -26,14 +26,13 @@ use subtle::ConstantTimeEq;
 use tokio::sync::Notify;
 
 use crate::config::{Secret, Settings};
-use crate::diff;
 use crate::domain::{ContactFields, ListId, Phone};
 use crate::live::Live;
 use crate::mirror::{report_conflicts, spoki_contact};
 use crate::normalise::{self, DefaultRegion};
 use crate::reload::WebhookKeys;
 use crate::spoki::ContactRecord;
-use crate::store::{Store, StoreError};
+use crate::store::{Incoming, Store, StoreError};
 
 /// How far a signed timestamp may be from now.
 pub const TOLERANCE_SECS: i64 = 300;
@@ -272,6 +271,14 @@ pub fn parse_contacts(body: &[u8], region: DefaultRegion) -> Result<Delivery, St
             language: clean(c.language),
             custom_fields,
         };
+        if let Err(issue) = normalise::check_sizes(&fields) {
+            out.refused.push(Refused {
+                index,
+                phone: raw,
+                reason: issue.to_string(),
+            });
+            continue;
+        }
         match at.get(&phone) {
             Some(&slot) => out.contacts[slot].1.overlay(&fields),
             None => {
@@ -308,15 +315,19 @@ async fn contacts(State(state): State<WebhookState>, headers: HeaderMap, body: B
         Err(message) => return error(StatusCode::BAD_REQUEST, message),
     };
     match queue_contacts(&state, &id, delivery).await {
-        Ok(Some(summary)) => {
+        Ok(Queued::Accepted(summary)) => {
             state.batcher_wake.notify_one();
             (StatusCode::ACCEPTED, Json(summary)).into_response()
         }
-        Ok(None) => (
+        Ok(Queued::Duplicate) => (
             StatusCode::OK,
             Json(json!({"status": "duplicate", "webhook_id": id})),
         )
             .into_response(),
+        Ok(Queued::Refused(reason)) => {
+            tracing::warn!(webhook_id = %id, %reason, "contacts webhook refused");
+            error(StatusCode::UNPROCESSABLE_ENTITY, reason)
+        }
         Err(e) => {
             tracing::error!(error = %e, "cannot queue webhook contacts");
             let why = if let StoreError::Halted(reason) = &e {
@@ -333,13 +344,22 @@ async fn contacts(State(state): State<WebhookState>, headers: HeaderMap, body: B
     }
 }
 
-/// Queues the delivery's contacts in one transaction with its id; `None` when that id was
-/// applied before.
+/// What became of a contacts delivery.
+enum Queued {
+    /// Durably queued; the answer's body.
+    Accepted(Value),
+    /// This id was applied before.
+    Duplicate,
+    /// Refused whole, nothing stored; why.
+    Refused(String),
+}
+
+/// Queues the delivery's contacts in one transaction with its id.
 async fn queue_contacts(
     state: &WebhookState,
     id: &str,
     delivery: Delivery,
-) -> Result<Option<Value>, StoreError> {
+) -> Result<Queued, StoreError> {
     let Delivery {
         list,
         contacts,
@@ -347,7 +367,7 @@ async fn queue_contacts(
     } = delivery;
     let mut tx = state.store.begin().await?;
     if !Store::first_delivery(&mut tx, "contacts", id).await? {
-        return Ok(None);
+        return Ok(Queued::Duplicate);
     }
     let mut rejected = Vec::new();
     for r in &refused {
@@ -355,39 +375,33 @@ async fn queue_contacts(
         Store::insert_reject(&mut tx, "webhook", &key, &r.phone, &r.reason).await?;
         rejected.push(json!({"index": r.index, "phone": r.phone, "reason": r.reason}));
     }
-    let merged: Vec<(Phone, ContactFields, String)> = contacts
+    let incoming: Vec<Incoming> = contacts
         .into_iter()
-        .map(|(phone, fields, index)| (phone, fields, format!("{id}#{index}")))
-        .collect();
-    let phones: Vec<Phone> = merged.iter().map(|(p, _, _)| *p).collect();
-    let known = Store::known(&mut tx, list, &phones).await?;
-    let (mut queued, mut unchanged) = (0u64, 0u64);
-    let mut codes = Vec::new();
-    for (phone, fields, key) in merged {
-        let k = known.get(&phone).cloned().unwrap_or_default();
-        // Nothing to change but a new list membership: the phone alone is sent.
-        let write = diff::changes(&k.effective, &fields);
-        if write.is_empty() && (list.is_none() || k.member) {
-            unchanged += 1;
-            continue;
-        }
-        codes.extend(write.custom_fields.keys().map(|c| (c.clone(), c.clone())));
-        Store::put_pending(
-            &mut tx,
+        .map(|(phone, fields, index)| Incoming {
             phone,
-            list,
-            &write,
-            k.pending_here.as_ref(),
-            "webhook",
-            &key,
-        )
-        .await?;
-        queued += 1;
+            fields,
+            key: format!("{id}#{index}"),
+        })
+        .collect();
+    let codes: BTreeSet<String> = incoming
+        .iter()
+        .flat_map(|c| c.fields.custom_fields.keys().cloned())
+        .collect();
+    let codes: Vec<String> = codes.into_iter().collect();
+    let new = Store::new_custom_field_codes(&mut tx, &codes).await?;
+    let max_new = state.settings.get().csv.max_new_custom_fields;
+    if new > max_new {
+        // Nothing stored, the id included: the sender may fix the delivery and send it again.
+        return Ok(Queued::Refused(format!(
+            "the delivery brings {new} custom-field codes new to Spoki, more than \
+             csv.max_new_custom_fields ({max_new}); nothing was stored"
+        )));
     }
-    Store::want_custom_fields(&mut tx, &codes).await?;
+    let done = Store::enqueue_changes(&mut tx, "webhook", list, incoming).await?;
     tx.commit().await?;
+    let (queued, unchanged) = (done.queued(), done.unchanged);
     tracing::info!(webhook_id = %id, queued, unchanged, rejected = rejected.len(), "contacts webhook accepted");
-    Ok(Some(json!({
+    Ok(Queued::Accepted(json!({
         "status": "queued",
         "webhook_id": id,
         "queued": queued,

@@ -65,9 +65,12 @@ fuzz_target!(|data: &[u8]| {
     let result = env.rt.block_on(ingest::ingest_file(
         &env.path,
         "input.csv",
-        region,
-        list,
-        keep_custom_fields,
+        ingest::IngestOptions {
+            region,
+            list,
+            keep_custom_fields,
+            max_new_custom_fields: 50,
+        },
         &mut sink,
     ));
     match result {

@@ -7,7 +7,7 @@
 //! loops over it. Each request's answer is settled in the store: 2xx acknowledges, retryable
 //! errors release the rows (with backoff), a 400 rejects exactly the rows Spoki named.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -187,17 +187,19 @@ impl Batcher {
         let settings = self.settings();
         let mut wait = Duration::from_secs(3600);
 
-        if settings.create_custom_fields {
-            if let Some(w) = self.ensure_custom_fields().await? {
-                return Ok(Step::Wait(w));
-            }
+        // Rows that carry a code still waiting to be created are not eligible (the claim
+        // checks it); every other row goes on while the creations wait for their budget.
+        if let Some(w) = self
+            .ensure_custom_fields(settings.create_custom_fields)
+            .await?
+        {
+            wait = wait.min(w);
         }
-        let failed_codes: HashSet<String> = self
+        let failed_codes: HashMap<String, String> = self
             .store
-            .custom_fields_with_status("failed")
+            .failed_custom_fields()
             .await?
             .into_iter()
-            .map(|(c, _)| c)
             .collect();
 
         // Bulk: a real backlog.
@@ -284,7 +286,7 @@ impl Batcher {
         request: Request,
         routes: &[bool],
         limit: i64,
-        failed_codes: &HashSet<String>,
+        failed_codes: &HashMap<String, String>,
         wait: &mut Duration,
     ) -> Result<bool, StoreError> {
         if let Err(w) = self.budgets.get(request.action()).try_acquire() {
@@ -306,8 +308,11 @@ impl Batcher {
         in_flight: &mut JoinSet<()>,
         request: Request,
         rows: Vec<OutboxRow>,
-        failed_codes: &HashSet<String>,
+        failed_codes: &HashMap<String, String>,
     ) -> Result<(), StoreError> {
+        // Values of codes Spoki refused to create cannot be sent; each such row gets a reject
+        // naming them once Spoki took the rest of it, so nothing vanishes silently.
+        let mut stripped = Vec::new();
         let payloads: Vec<ContactPayload> = rows
             .iter()
             .map(|r| {
@@ -315,9 +320,24 @@ impl Batcher {
                     phone: r.phone,
                     fields: r.fields.clone(),
                 };
-                c.fields
+                let refused: Vec<String> = c
+                    .fields
                     .custom_fields
-                    .retain(|code, _| !failed_codes.contains(code));
+                    .keys()
+                    .filter_map(|code| failed_codes.get(code).map(|why| format!("{code} ({why})")))
+                    .collect();
+                if !refused.is_empty() {
+                    c.fields
+                        .custom_fields
+                        .retain(|code, _| !failed_codes.contains_key(code));
+                    stripped.push((
+                        r.clone(),
+                        format!(
+                            "custom field value not sent: Spoki has no field {}",
+                            refused.join(", ")
+                        ),
+                    ));
+                }
                 ContactPayload::from(&c)
             })
             .collect();
@@ -337,7 +357,7 @@ impl Batcher {
             // Recording the answer is retried (every store step is idempotent for rows already
             // settled): rows left in flight would wait for the next start.
             let mut attempt = 0;
-            while let Err(e) = me.settle(request, &rows, &result).await {
+            while let Err(e) = me.settle(request, &rows, &result, &stripped).await {
                 attempt += 1;
                 if attempt == SETTLE_ATTEMPTS {
                     tracing::error!(error = %e, "could not record Spoki's answer; the rows are requeued at the next start");
@@ -387,11 +407,12 @@ impl Batcher {
         request: Request,
         rows: &[OutboxRow],
         result: &Result<HashMap<Phone, i64>, SpokiError>,
+        stripped: &[(OutboxRow, String)],
     ) -> Result<(), StoreError> {
         let action = request.action();
         match result {
             Ok(ids) => {
-                self.store.acknowledge(rows, ids).await?;
+                self.store.acknowledge_noting(rows, ids, stripped).await?;
                 bump(&self.stats.contacts_acknowledged, rows.len() as u64);
                 metrics::counter!("spoki_sync_contacts_sent_total", "action" => action)
                     .increment(rows.len() as u64);
@@ -434,6 +455,16 @@ impl Batcher {
             }
             Err(SpokiError::Rejected { status: 400, body }) => {
                 self.settle_rejection(request, rows, body).await?;
+            }
+            // The request was too large for Spoki: final for a lone contact, and a batch is
+            // sent one by one to find the contact that is.
+            Err(SpokiError::Rejected { status: 413, .. }) => {
+                let body = Value::String(
+                    "Spoki refused the request as too large (HTTP 413); the contact's fields \
+                     are more than Spoki takes"
+                        .to_owned(),
+                );
+                self.settle_rejection(request, rows, &body).await?;
             }
             Err(SpokiError::Rejected { status: 404, body })
                 if matches!(request, Request::List(_)) =>
@@ -527,15 +558,17 @@ impl Batcher {
             .await
     }
 
-    /// Creates the custom fields the queued contacts use but Spoki lacks. Returns a wait when a
-    /// budget is not free yet (contact writes wait for the fields they need).
-    async fn ensure_custom_fields(&self) -> Result<Option<Duration>, StoreError> {
+    /// Creates the custom fields the queued contacts use but Spoki lacks (or, with `create`
+    /// off, marks the ones Spoki lacks as refused). Returns when to come back if a budget is
+    /// not free; only the rows that carry a waiting code wait meanwhile.
+    async fn ensure_custom_fields(&self, create: bool) -> Result<Option<Duration>, StoreError> {
         let wanted = self.store.custom_fields_with_status("wanted").await?;
         if wanted.is_empty() {
             return Ok(None);
         }
         use std::sync::atomic::Ordering;
-        if !self.fields_listed.load(Ordering::Relaxed) {
+        // With creation off, a code is refused only after a fresh look at Spoki's fields.
+        if !self.fields_listed.load(Ordering::Relaxed) || !create {
             let budget = self.budgets.get("list_custom_fields");
             let mut page = 1;
             loop {
@@ -562,6 +595,14 @@ impl Batcher {
             self.fields_listed.store(true, Ordering::Relaxed);
         }
         for (code, label) in self.store.custom_fields_with_status("wanted").await? {
+            if !create {
+                let reason = "not in Spoki, and csv.create_custom_fields is off";
+                tracing::warn!(code, reason, "custom field values will not be sent");
+                self.store
+                    .set_custom_field_status(&code, "failed", Some(reason))
+                    .await?;
+                continue;
+            }
             let budget = self.budgets.get("create_custom_field");
             if let Err(w) = budget.try_acquire() {
                 return Ok(Some(w));
@@ -573,7 +614,9 @@ impl Batcher {
                         .set_custom_field_status(&code, "exists", None)
                         .await?;
                 }
-                Err(SpokiError::Rejected { body, .. }) => {
+                // Only a 400 is about the field itself; 401/403/404 are the account's or the
+                // route's problem and are retried like any other failure.
+                Err(SpokiError::Rejected { status: 400, body }) => {
                     let text = body.to_string();
                     if text.contains("exist") || text.contains("unique") {
                         self.store

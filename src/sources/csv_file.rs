@@ -22,6 +22,9 @@ pub enum FileError {
     Io(#[from] std::io::Error),
     #[error("malformed CSV: {0}")]
     Csv(String),
+    /// Readable, but refused whole (the reason says why).
+    #[error("{0}")]
+    Refused(String),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -87,6 +90,15 @@ impl RawRow {
             && normalise::normalise_email(e).is_none()
         {
             return Err(RowIssue::InvalidEmail);
+        }
+        normalise::check_sizes(&self.fields)?;
+        if let Some(e) = &self.email
+            && e.chars().count() > normalise::MAX_EMAIL_CHARS
+        {
+            return Err(RowIssue::TooLong {
+                field: "email".into(),
+                max: normalise::MAX_EMAIL_CHARS,
+            });
         }
         Ok(phone)
     }

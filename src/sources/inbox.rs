@@ -26,6 +26,7 @@ pub struct InboxSettings {
     pub settle: Duration,
     pub create_custom_fields: bool,
     pub rescan_interval: Duration,
+    pub max_new_custom_fields: usize,
 }
 
 /// A file seen in the inbox: where it goes and which list it feeds.
@@ -190,18 +191,15 @@ impl Inbox {
             tx: &mut tx,
             file: rel.clone(),
         };
-        let result = ingest::ingest_file(
-            path,
-            &name,
-            self.settings.region,
+        let options = ingest::IngestOptions {
+            region: self.settings.region,
             list,
-            self.settings.create_custom_fields,
-            &mut sink,
-        )
-        .await;
+            keep_custom_fields: self.settings.create_custom_fields,
+            max_new_custom_fields: self.settings.max_new_custom_fields,
+        };
+        let result = ingest::ingest_file(path, &name, options, &mut sink).await;
         match result {
             Ok(report) => {
-                Store::want_custom_fields(&mut tx, &report.custom_columns).await?;
                 for r in &report.rejected {
                     let key = format!("{rel}:{}", r.line);
                     Store::insert_reject(&mut tx, "csv", &key, &r.phone, &r.reason).await?;
@@ -230,7 +228,7 @@ impl Inbox {
                 let mut tx = self.store.begin().await?;
                 Store::record_file(&mut tx, &rel, &sha, "failed", &json).await?;
                 tx.commit().await?;
-                tracing::warn!(file = %name, error = %error, "file is not readable CSV; moved to failed/");
+                tracing::warn!(file = %name, error = %error, "file refused; moved to failed/");
                 self.move_out(path, "failed", &json)?;
                 self.store.mark_file_moved(&rel, &sha).await?;
                 Ok(FileOutcome::Failed(error))

@@ -14,7 +14,7 @@ use serde_json::Value;
 use sqlx::sqlite::{SqliteConnection, SqliteRow};
 use sqlx::{Row, TypeInfo, ValueRef};
 
-use super::{Store, StoreError, Tx, fields_json, now_rfc3339};
+use super::{Incoming, Store, StoreError, Tx, fields_json, now_rfc3339};
 use crate::config::ConflictWinner;
 use crate::diff;
 use crate::domain::{ContactFields, ListId, Phone};
@@ -350,13 +350,19 @@ impl Store {
                     continue;
                 }
             };
-            match mirror_fields(&row) {
+            match mirror_fields(&row).and_then(|f| {
+                normalise::check_sizes(&f)
+                    .map(|()| f)
+                    .map_err(|e| e.to_string())
+            }) {
                 Ok(fields) => {
-                    let base_fields = base.map(|(_, f)| f).unwrap_or_default();
-                    let changed = merge::mirror_edits(&fields, &base_fields);
-                    if !changed.is_empty() {
-                        edits.push((phone, phone_text, changed));
-                    }
+                    // A row Spoki never acknowledged is sent whole, even with only a phone
+                    // (`diff::judge` creates it); a known one sends only what was edited.
+                    let changed = match base {
+                        Some((_, base_fields)) => merge::mirror_edits(&fields, &base_fields),
+                        None => fields,
+                    };
+                    edits.push((phone, phone_text, changed));
                 }
                 Err(reason) => {
                     Store::insert_reject(&mut tx, "mirror", &phone_text, &phone_text, &reason)
@@ -365,29 +371,12 @@ impl Store {
                 }
             }
         }
-        let phones: Vec<Phone> = edits.iter().map(|(p, _, _)| *p).collect();
-        let known = Store::known(&mut tx, ListId::NONE, &phones).await?;
-        let mut codes = Vec::new();
-        for (phone, key, changed) in edits {
-            let k = known.get(&phone).cloned().unwrap_or_default();
-            let write = diff::changes(&k.effective, &changed);
-            if write.is_empty() {
-                continue;
-            }
-            codes.extend(write.custom_fields.keys().map(|c| (c.clone(), c.clone())));
-            Store::put_pending(
-                &mut tx,
-                phone,
-                ListId::NONE,
-                &write,
-                k.pending_here.as_ref(),
-                "mirror",
-                &key,
-            )
-            .await?;
-            out.queued += 1;
-        }
-        Store::want_custom_fields(&mut tx, &codes).await?;
+        let incoming: Vec<Incoming> = edits
+            .into_iter()
+            .map(|(phone, key, fields)| Incoming { phone, fields, key })
+            .collect();
+        let done = Store::enqueue_changes(&mut tx, "mirror", ListId::NONE, incoming).await?;
+        out.queued += done.queued();
         if !deletions.is_empty() {
             out.deletes = deletions.len() as u64;
             // The whole cycle counts, not just this batch: every journaled deletion of a

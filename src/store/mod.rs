@@ -23,6 +23,8 @@ pub use commands::{CommandRecord, DueCommand, Outcome, STATUSES};
 pub use mirror::{MergeOutcome, PendingDelete, PollOutcome, SpokiContact, TO_MIRROR, TO_SPOKI};
 pub use outbox::OutboxRow;
 
+pub use crate::diff::Known;
+
 use crate::domain::{ContactFields, ListId, Phone};
 
 pub type Tx = sqlx::Transaction<'static, sqlx::Sqlite>;
@@ -78,18 +80,43 @@ pub struct Store {
     halted: Arc<Mutex<Option<String>>>,
 }
 
-/// What is known about one contact before a new input is applied.
-#[derive(Clone, Debug, Default)]
-pub struct Known {
-    /// Spoki has acknowledged this contact before.
-    pub in_state: bool,
-    /// What Spoki will hold once every queued write lands: state, then in-flight rows, then
-    /// pending rows, oldest first.
-    pub effective: ContactFields,
-    /// Spoki acknowledged the contact as a member of the list asked about.
-    pub member: bool,
-    /// The pending row for this (phone, list), which a new change merges into.
-    pub pending_here: Option<(i64, ContactFields)>,
+/// One contact an input wants Spoki to hold, with the key its rejects and logs name it by
+/// (`file:line`, `webhook-id#index`, the phone).
+#[derive(Clone, Debug)]
+pub struct Incoming {
+    pub phone: Phone,
+    pub fields: ContactFields,
+    pub key: String,
+}
+
+/// What `enqueue_changes` did with the contacts it was given.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Enqueued {
+    pub creates: u64,
+    pub updates: u64,
+    pub unchanged: u64,
+}
+
+impl Enqueued {
+    fn count(&mut self, verdict: crate::diff::Verdict) {
+        use crate::diff::Verdict;
+        match verdict {
+            Verdict::Create => self.creates += 1,
+            Verdict::Update => self.updates += 1,
+            Verdict::Unchanged => self.unchanged += 1,
+        }
+    }
+
+    /// Contacts that got a write.
+    pub fn queued(&self) -> u64 {
+        self.creates + self.updates
+    }
+
+    pub fn add(&mut self, other: Enqueued) {
+        self.creates += other.creates;
+        self.updates += other.updates;
+        self.unchanged += other.unchanged;
+    }
 }
 
 /// Daemon counters for status.
@@ -138,7 +165,11 @@ pub(crate) fn phone_from_row(row: &SqliteRow) -> Result<Phone, StoreError> {
 /// A reject's reason as a short label for metrics (the text itself varies too much).
 fn reason_class(reason: &str) -> &'static str {
     let r = reason.to_ascii_lowercase();
-    if r.contains("no phone") {
+    if r.contains("longer than") || r.contains("too large") {
+        "too_large"
+    } else if r.contains("custom field value not sent") {
+        "custom_field_refused"
+    } else if r.contains("no phone") {
         "missing_phone"
     } else if r.contains("phone") {
         "invalid_phone"
@@ -323,6 +354,7 @@ impl Store {
                     let phone = phone_from_row(&row)?;
                     let fields = fields_from_row(&row)?;
                     let k = out.entry(phone).or_default();
+                    k.queued = true;
                     k.effective.overlay(&fields);
                     let state: String = row.try_get("state")?;
                     let row_list: i64 = row.try_get("list_id")?;
@@ -344,6 +376,87 @@ impl Store {
             }
         }
         Ok(out)
+    }
+
+    /// The one enqueue path every input takes (CSV files, the contacts webhook, the mirror):
+    /// what is known of each phone → `diff::judge` → pending rows (new ones many to a
+    /// statement, changes merged into an existing pending row) → the custom-field codes the
+    /// writes use, wanted in Spoki. `contacts` holds distinct phones.
+    pub async fn enqueue_changes(
+        conn: &mut SqliteConnection,
+        source: &str,
+        list: ListId,
+        contacts: Vec<Incoming>,
+    ) -> Result<Enqueued, StoreError> {
+        let phones: Vec<Phone> = contacts.iter().map(|c| c.phone).collect();
+        let known = Store::known(conn, list, &phones).await?;
+        let empty = Known::default();
+        let mut out = Enqueued::default();
+        let mut fresh = Vec::new();
+        let mut codes = BTreeMap::new();
+        for c in contacts {
+            let k = known.get(&c.phone).unwrap_or(&empty);
+            let (verdict, write) = crate::diff::judge(k, list, &c.fields);
+            out.count(verdict);
+            if verdict == crate::diff::Verdict::Unchanged {
+                continue;
+            }
+            for code in write.custom_fields.keys() {
+                codes.entry(code.clone()).or_insert_with(|| code.clone());
+            }
+            match &k.pending_here {
+                Some(pending) => {
+                    Store::put_pending(conn, c.phone, list, &write, Some(pending), source, &c.key)
+                        .await?;
+                }
+                None => fresh.push((c.phone, write, c.key)),
+            }
+        }
+        Store::insert_pending_many(conn, list, &fresh, source).await?;
+        let codes: Vec<(String, String)> = codes.into_iter().collect();
+        Store::want_custom_fields(conn, &codes).await?;
+        Ok(out)
+    }
+
+    /// `enqueue_changes`' judgement without writing anything (`plan`).
+    pub async fn judge_changes(
+        conn: &mut SqliteConnection,
+        list: ListId,
+        contacts: &[Incoming],
+    ) -> Result<Enqueued, StoreError> {
+        let phones: Vec<Phone> = contacts.iter().map(|c| c.phone).collect();
+        let known = Store::known(conn, list, &phones).await?;
+        let empty = Known::default();
+        let mut out = Enqueued::default();
+        for c in contacts {
+            let k = known.get(&c.phone).unwrap_or(&empty);
+            out.count(crate::diff::judge(k, list, &c.fields).0);
+        }
+        Ok(out)
+    }
+
+    /// How many of `codes` the daemon has never seen (neither created, nor waiting, nor
+    /// refused): what an input would add to the custom fields to create in Spoki.
+    pub async fn new_custom_field_codes(
+        conn: &mut SqliteConnection,
+        codes: &[String],
+    ) -> Result<usize, StoreError> {
+        let mut new = 0;
+        for chunk in codes.chunks(KNOWN_CHUNK) {
+            let sql = format!(
+                "SELECT COUNT(*) FROM custom_fields WHERE code IN ({})",
+                placeholders(chunk.len())
+            );
+            let mut q = sqlx::query_as(AssertSqlSafe(sql));
+            for c in chunk {
+                q = q.bind(c);
+            }
+            let (seen,): (i64,) = q.fetch_one(&mut *conn).await?;
+            new += chunk
+                .len()
+                .saturating_sub(usize::try_from(seen).unwrap_or(0));
+        }
+        Ok(new)
     }
 
     /// Queues a change: merged into the pending row of (phone, list) if there is one.
@@ -502,6 +615,16 @@ impl Store {
                 .fetch_all(&self.pool)
                 .await?,
         )
+    }
+
+    /// Codes Spoki refused to create (or that it lacks while creation is off), with why.
+    pub async fn failed_custom_fields(&self) -> Result<Vec<(String, String)>, StoreError> {
+        Ok(sqlx::query_as(
+            "SELECT code, COALESCE(reason, 'refused by Spoki') FROM custom_fields \
+             WHERE status = 'failed' ORDER BY code",
+        )
+        .fetch_all(&self.pool)
+        .await?)
     }
 
     pub async fn set_custom_field_status(

@@ -129,7 +129,35 @@ impl Store {
         rows: &[OutboxRow],
         spoki_ids: &HashMap<Phone, i64>,
     ) -> Result<(), StoreError> {
+        self.acknowledge_noting(rows, spoki_ids, &[]).await
+    }
+
+    /// `acknowledge`, plus a reject for each row in `partly` (a part of it that could not be
+    /// sent, and why), recorded in the same transaction, so it is recorded once.
+    pub async fn acknowledge_noting(
+        &self,
+        rows: &[OutboxRow],
+        spoki_ids: &HashMap<Phone, i64>,
+        partly: &[(OutboxRow, String)],
+    ) -> Result<(), StoreError> {
         let mut tx = self.begin_quiet_delivery().await?;
+        for (row, reason) in partly {
+            // Only while the row is still queued: settling twice records once.
+            let (queued,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM outbox WHERE id = ?")
+                .bind(row.id)
+                .fetch_one(&mut *tx)
+                .await?;
+            if queued == 1 {
+                Store::insert_reject(
+                    &mut tx,
+                    &row.source,
+                    &row.source_key,
+                    &row.phone.to_string(),
+                    reason,
+                )
+                .await?;
+            }
+        }
         let now = now_rfc3339();
         for row in rows {
             let phone = row.phone.to_string();

@@ -1,3 +1,5 @@
+//! Shared pieces of the integration tests: `spawn_app()`, waits that poll, the real binary.
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};

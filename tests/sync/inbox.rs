@@ -1,3 +1,5 @@
+//! The CSV inbox end to end: the shared samples, repeats that send nothing, big files, `plan`.
+
 use std::time::Duration;
 
 use serde_json::Value;

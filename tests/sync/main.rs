@@ -8,5 +8,6 @@ mod database;
 mod helpers;
 mod inbox;
 mod mirror;
+mod nothing_lost;
 mod resilience;
 mod service;

@@ -1,3 +1,6 @@
+//! Faults Spoki may throw at us (429 storms, 5xx, dropped connections) and `kill -9`: nothing
+//! accepted is lost.
+
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 

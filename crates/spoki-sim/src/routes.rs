@@ -30,13 +30,12 @@ use super::{admin, automations, content, ui};
 
 /// Most contacts one bulk request may carry (spoki-api.md §7 items 9, 10).
 const BULK_MAX: usize = 500;
-/// Bodies above this are refused before they reach the pipeline (500 rich contacts fit easily).
-const BODY_LIMIT: usize = 16 * 1024 * 1024;
 const API_PREFIX: &str = "/api/1/";
 const START_PREFIX: &str = "/wh/ap/";
 const API_KEY_HEADER: &str = "x-spoki-api-key";
 
-pub(super) fn router(shared: Arc<Shared>) -> Router {
+/// Bodies above `body_limit` are refused with 413 before they reach the pipeline.
+pub(super) fn router(shared: Arc<Shared>, body_limit: usize) -> Router {
     Router::new()
         .route("/_sim/requests", get(sim_requests))
         .route("/_sim/contacts", get(sim_contacts))
@@ -50,7 +49,7 @@ pub(super) fn router(shared: Arc<Shared>) -> Router {
         .route("/_sim/event-webhook", post(ui::http_set_event_webhook))
         .route("/_sim/webhook-tamper", post(ui::http_set_webhook_tamper))
         .fallback(api)
-        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(DefaultBodyLimit::max(body_limit))
         .with_state(shared)
 }
 

@@ -1,7 +1,7 @@
 //! Spoki's catalogue of actions (CONTRACT §8): method, path template and the per-minute limit
 //! from spoki-api.md §3.16. One budget per action is shared by every caller.
 
-use crate::config::RateLimit;
+use crate::values::RateLimit;
 
 /// Limit for endpoints with no documented figure (spoki-api.md §3.16: "everything else").
 pub const DEFAULT_LIMIT: RateLimit = RateLimit::per_minute(60);

@@ -5,8 +5,6 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::domain::{Contact, ContactFields};
-
 /// One contact in a write: `contacts/sync/`, the `sync_all/` array, list `sync_contacts/`.
 /// Absent fields are left untouched by Spoki, so only known values are sent.
 #[derive(Clone, Debug, Serialize, PartialEq)]
@@ -22,20 +20,6 @@ pub struct ContactPayload {
     pub language: Option<String>,
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub custom_fields: BTreeMap<String, String>,
-}
-
-impl From<&Contact> for ContactPayload {
-    fn from(c: &Contact) -> ContactPayload {
-        let f = &c.fields;
-        ContactPayload {
-            phone: c.phone.to_string(),
-            first_name: f.first_name.clone(),
-            last_name: f.last_name.clone(),
-            email: f.email.clone(),
-            language: f.language.clone(),
-            custom_fields: f.custom_fields.clone(),
-        }
-    }
 }
 
 /// A contact as Spoki returns it.
@@ -61,34 +45,6 @@ pub struct ContactFieldValue {
     pub visual_code: Option<String>,
     #[serde(default)]
     pub value: Option<String>,
-}
-
-impl ContactRecord {
-    /// The fields in our terms; blank values count as absent, `%%CODE%%` becomes `CODE`.
-    pub fn fields(&self) -> ContactFields {
-        fn some(v: &Option<String>) -> Option<String> {
-            v.as_deref()
-                .map(str::trim)
-                .filter(|s| !s.is_empty())
-                .map(str::to_string)
-        }
-        let custom_fields = self
-            .contactfield_set
-            .iter()
-            .filter_map(|cf| {
-                let code = cf.visual_code.as_deref()?.trim_matches('%');
-                let value = some(&cf.value)?;
-                (!code.is_empty()).then(|| (code.to_string(), value))
-            })
-            .collect();
-        ContactFields {
-            first_name: some(&self.first_name),
-            last_name: some(&self.last_name),
-            email: some(&self.email),
-            language: some(&self.language),
-            custom_fields,
-        }
-    }
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -121,7 +77,7 @@ enum PageShape<T> {
 }
 
 impl<T: serde::de::DeserializeOwned> Page<T> {
-    pub(crate) fn from_json(value: serde_json::Value) -> Result<Page<T>, serde_json::Error> {
+    pub fn from_json(value: serde_json::Value) -> Result<Page<T>, serde_json::Error> {
         Ok(match serde_json::from_value(value)? {
             PageShape::Envelope {
                 results,
@@ -160,19 +116,6 @@ mod tests {
             serde_json::to_value(&p).expect("serialises"),
             json!({"phone": "+393331234567", "first_name": "Anna"})
         );
-    }
-
-    #[test]
-    fn record_reads_custom_fields_by_visual_code() {
-        let r: ContactRecord = serde_json::from_value(json!({
-            "id": 7, "phone": "+393331234567", "first_name": "Anna", "email": null,
-            "contactfield_set": [{"id": 1, "field": 3, "value": "Roma", "visual_code": "%%CITTA%%"}]
-        }))
-        .expect("parses");
-        let f = r.fields();
-        assert_eq!(f.first_name.as_deref(), Some("Anna"));
-        assert_eq!(f.email, None);
-        assert_eq!(f.custom_fields["CITTA"], "Roma");
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The HTTP client: `X-Spoki-Api-Key`, JSON in and out, one attempt per call, answers mapped to
 //! `SpokiError`. Error texts carry status codes and Spoki's bodies, never the key.
 
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use reqwest::{Method, StatusCode, Url};
@@ -8,8 +9,7 @@ use serde_json::Value;
 
 use super::error::{SpokiError, parse_retry_after};
 use super::wire::{ContactPayload, ContactRecord, CustomFieldRecord, Page};
-use crate::config::Secret;
-use crate::live::Live;
+use crate::values::Secret;
 
 /// A 2xx answer.
 #[derive(Clone, Debug)]
@@ -25,8 +25,8 @@ pub struct Answer {
 pub struct SpokiClient {
     http: reqwest::Client,
     base: Url,
-    /// Reloadable.
-    key: Live<Secret>,
+    /// Reloadable (`set_key`).
+    key: Arc<RwLock<Secret>>,
 }
 
 impl std::fmt::Debug for SpokiClient {
@@ -50,13 +50,18 @@ impl SpokiClient {
         Ok(SpokiClient {
             http,
             base,
-            key: Live::new(key),
+            key: Arc::new(RwLock::new(key)),
         })
+    }
+
+    fn key(&self) -> Secret {
+        self.key.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// Uses `key` from the next request on (configuration reload).
     pub fn set_key(&self, key: Secret) {
-        self.key.set(key);
+        // A poisoned lock only means a writer panicked mid-assignment; the value is whole.
+        *self.key.write().unwrap_or_else(|e| e.into_inner()) = key;
     }
 
     /// One request to `path` (relative to the base URL). Returns the JSON body, or `None` for
@@ -94,7 +99,7 @@ impl SpokiClient {
         let req = self
             .http
             .request(method, url)
-            .header("X-Spoki-Api-Key", self.key.get().expose());
+            .header("X-Spoki-Api-Key", self.key().expose());
         self.exchange(action, req, query, body).await
     }
 

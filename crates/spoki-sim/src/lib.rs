@@ -2,7 +2,8 @@
 //! alone: contacts, lists, custom fields, tags, templates, media, tickets, automations and their
 //! `/wh/ap/` start URLs, campaigns, accounts, agencies, partners, reports, roles and invitations.
 //!
-//! It shares no code with the rest of the crate, so a wire-format mistake in the client cannot
+//! It is its own crate and depends on neither the daemon nor its Spoki client (a test reads
+//! `cargo metadata` to keep it so), so a wire-format mistake in the client cannot
 //! be mirrored here. It behaves like Spoki rather than like a stub: `X-Spoki-Api-Key` auth,
 //! DRF pagination and error shapes, E.164 validation, upsert by phone, the 500-contact cap,
 //! per-endpoint rolling-window rate limits with 429 and `Retry-After`, and no idempotency.
@@ -212,6 +213,9 @@ pub struct SimConfig {
     pub event_webhook: Option<(String, String)>,
     /// Pause between two attempts of one event delivery (default 500 ms).
     pub event_webhook_retry_pause: Duration,
+    /// Request bodies larger than this are refused with 413 before anything happens, as the
+    /// web server in front of an API does (Spoki's own limit is not documented).
+    pub body_limit: usize,
 }
 
 impl Default for SimConfig {
@@ -236,6 +240,7 @@ impl Default for SimConfig {
             template_auto_approve_after: None,
             event_webhook: None,
             event_webhook_retry_pause: Duration::from_millis(500),
+            body_limit: 16 * 1024 * 1024,
         }
     }
 }
@@ -420,7 +425,7 @@ fn spawn(
         shutdown,
         outbox,
     });
-    let app = routes::router(Arc::clone(&shared));
+    let app = routes::router(Arc::clone(&shared), config.body_limit);
     let shared_for_io = Arc::clone(&shared);
     let task = tokio::spawn(async move {
         let listener = FaultyListener {

@@ -1,0 +1,18 @@
+//! Everything that knows Spoki: its paths and JSON, the HTTP client, its typed error, the
+//! catalogue of actions with their default rate limits, and the values they share (a secret
+//! that never prints, a rate limit). Each call is one attempt; callers own retries because
+//! every attempt must take its own rate-limit slot. No SQL and no tasks of its own.
+//!
+//! The daemon reaches it as `spoki_sync::spoki`; the simulator (`spoki-sim`) must never
+//! depend on it, so a wire-format mistake here cannot be mirrored there.
+
+pub mod actions;
+mod client;
+mod error;
+mod values;
+mod wire;
+
+pub use client::{Answer, SpokiClient};
+pub use error::SpokiError;
+pub use values::{RateLimit, Secret, parse_duration};
+pub use wire::{ContactFieldValue, ContactPayload, ContactRecord, CustomFieldRecord, Page};

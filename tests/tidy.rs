@@ -1,0 +1,149 @@
+//! Rules review forgets, checked on the source tree: every file says what it owns, SQL stays in
+//! the store, the store knows nothing of Spoki's wire, and the simulator depends on neither the
+//! daemon nor its Spoki client (read from `cargo metadata`, so a new dependency cannot sneak in).
+
+use std::path::{Path, PathBuf};
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            rust_files(&path, out);
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            out.push(path);
+        }
+    }
+}
+
+fn files_under(rel: &[&str]) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for r in rel {
+        rust_files(&root().join(r), &mut out);
+    }
+    out.sort();
+    out
+}
+
+fn read(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
+}
+
+fn rel(path: &Path) -> String {
+    path.strip_prefix(root())
+        .unwrap_or(path)
+        .display()
+        .to_string()
+}
+
+#[test]
+fn every_source_file_opens_with_a_module_doc() {
+    let missing: Vec<String> = files_under(&["src", "crates", "tests", "benches", "examples"])
+        .into_iter()
+        .filter(|p| !read(p).trim_start().starts_with("//!"))
+        .map(|p| rel(&p))
+        .collect();
+    assert!(missing.is_empty(), "no `//!` module doc: {missing:?}");
+}
+
+#[test]
+fn sql_lives_only_in_the_store() {
+    const SQL: [&str; 7] = [
+        "\"SELECT ",
+        "\"INSERT ",
+        "\"UPDATE ",
+        "\"DELETE FROM",
+        "\"CREATE ",
+        "\"DROP ",
+        "\"PRAGMA ",
+    ];
+    let mut found = Vec::new();
+    for path in files_under(&["src"]) {
+        if path.starts_with(root().join("src/store")) {
+            continue;
+        }
+        for (n, line) in read(&path).lines().enumerate() {
+            if SQL.iter().any(|k| line.contains(k)) {
+                found.push(format!("{}:{}", rel(&path), n + 1));
+            }
+        }
+    }
+    assert!(found.is_empty(), "SQL outside src/store/: {found:?}");
+}
+
+#[test]
+fn the_store_knows_nothing_of_spokis_wire() {
+    let mut found = Vec::new();
+    for path in files_under(&["src/store"]) {
+        for (n, line) in read(&path).lines().enumerate() {
+            if line.contains("spoki_api") || line.contains("crate::spoki") {
+                found.push(format!("{}:{}", rel(&path), n + 1));
+            }
+        }
+    }
+    assert!(
+        found.is_empty(),
+        "src/store/ imports the Spoki client: {found:?}"
+    );
+}
+
+#[test]
+fn the_simulator_shares_no_code_with_the_client_or_the_daemon() {
+    let mut found = Vec::new();
+    for path in files_under(&["crates/spoki-sim"]) {
+        for (n, line) in read(&path).lines().enumerate() {
+            if line.contains("spoki_api") || line.contains("spoki_sync") {
+                found.push(format!("{}:{}", rel(&path), n + 1));
+            }
+        }
+    }
+    assert!(
+        found.is_empty(),
+        "the simulator names the client: {found:?}"
+    );
+
+    let out = std::process::Command::new(env!("CARGO"))
+        .args(["metadata", "--format-version", "1", "--offline"])
+        .current_dir(root())
+        .output()
+        .expect("cargo metadata runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let meta: serde_json::Value = serde_json::from_slice(&out.stdout).expect("metadata JSON");
+    let packages = meta["packages"].as_array().expect("packages");
+    let deps_of = |name: &str| -> Vec<String> {
+        packages
+            .iter()
+            .find(|p| p["name"] == name)
+            .and_then(|p| p["dependencies"].as_array())
+            .map(|d| {
+                d.iter()
+                    .filter_map(|d| d["name"].as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_else(|| panic!("{name} is not in the workspace"))
+    };
+    let sim = deps_of("spoki-sim");
+    for forbidden in ["spoki-api", "spoki-sync"] {
+        assert!(
+            !sim.iter().any(|d| d == forbidden),
+            "spoki-sim depends on {forbidden}"
+        );
+    }
+    let api = deps_of("spoki-api");
+    for forbidden in ["spoki-sim", "spoki-sync"] {
+        assert!(
+            !api.iter().any(|d| d == forbidden),
+            "spoki-api depends on {forbidden}"
+        );
+    }
+}
