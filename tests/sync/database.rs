@@ -551,7 +551,7 @@ async fn old_rows_are_pruned_by_their_retention_and_new_ones_kept() {
 async fn a_big_wal_is_truncated() {
     let app = app_with(|s| s.storage.wal_max_size = 1 << 20).await;
     let wal = PathBuf::from(format!("{}-wal", app.settings.storage.database.display()));
-    // About 8 MB in one transaction, as a big file's commit does.
+    // One big transaction, as a big file's commit is: it leaves a WAL of about 2 MB.
     exec(
         &app,
         "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 20000) \
