@@ -567,3 +567,20 @@ async fn a_big_wal_is_truncated() {
     assert_eq!(count(&app, "SELECT COUNT(*) FROM rejects").await, 20000);
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mirror_table_without_its_columns_refuses_the_start() {
+    let mut app = app_with(|_| {}).await;
+    app.halt().await;
+    exec(
+        &app,
+        "DROP TABLE contacts; CREATE TABLE contacts (phone TEXT PRIMARY KEY, first_name TEXT)",
+    )
+    .await;
+    let error = match spoki_sync::app::App::build(app.settings.clone()).await {
+        Ok(_) => panic!("started over a damaged mirror table"),
+        Err(e) => format!("{e:#}"),
+    };
+    assert!(error.contains("storage.database"), "{error}");
+    assert!(error.contains("lacks the column(s) spoki_id"), "{error}");
+}
