@@ -10,7 +10,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::normalise::DefaultRegion;
-use crate::spoki::actions;
+use crate::spoki::actions::Action;
 
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/spoki-sync/config.toml";
 
@@ -304,12 +304,12 @@ impl Settings {
         raw.validate()
     }
 
-    pub fn limit(&self, action: &str) -> RateLimit {
+    pub fn limit(&self, action: Action) -> RateLimit {
         self.spoki
             .rate_limits
-            .get(action)
+            .get(action.name())
             .copied()
-            .unwrap_or(actions::DEFAULT_LIMIT)
+            .unwrap_or_else(|| action.default_limit())
     }
 
     /// Problems with the paths `run` writes: the database's folder and the inbox must be
@@ -520,15 +520,20 @@ impl RawSettings {
             });
         let api_key = c.secret("spoki.api_key", &self.spoki.api_key);
         let timeout = c.duration("spoki.timeout", &self.spoki.timeout, "30s");
-        let mut rate_limits: BTreeMap<String, RateLimit> = actions::all()
-            .map(|a| (a.name.to_string(), a.default_limit))
+        let mut rate_limits: BTreeMap<String, RateLimit> = Action::ALL
+            .iter()
+            .map(|a| (a.name().to_string(), a.default_limit()))
             .collect();
         for (action, text) in &self.spoki.rate_limits {
             let key = format!("spoki.rate_limits.{action}");
             if !rate_limits.contains_key(action.as_str()) {
-                c.problems.push(format!(
-                    "{key}: unknown action (see the action names in the README)"
-                ));
+                let near = Action::closest(action);
+                let hint = if near.is_empty() {
+                    "`spoki-sync actions` lists them".to_owned()
+                } else {
+                    format!("did you mean {}?", near.join(", "))
+                };
+                c.problems.push(format!("{key}: unknown action; {hint}"));
                 continue;
             }
             if let Some(limit) = c.take(&key, RateLimit::parse(text)) {
@@ -786,9 +791,9 @@ mod tests {
         assert_eq!(s.spoki.base_url.as_str(), "https://api.spoki.com/api/1/");
         assert_eq!(s.spoki.timeout, Duration::from_secs(30));
         assert_eq!(s.csv.settle, Duration::from_millis(500));
-        assert_eq!(s.limit("bulk_sync_contacts"), RateLimit::per_minute(1));
+        assert_eq!(s.limit(Action::BulkSyncContacts), RateLimit::per_minute(1));
         assert_eq!(
-            s.limit("create_or_update_contact"),
+            s.limit(Action::CreateOrUpdateContact),
             RateLimit::per_minute(120)
         );
         assert_eq!(s.mirror.max_delete_share, 0.1);
@@ -890,13 +895,12 @@ mod example_tests {
         let text = include_str!("../examples/config.toml");
         let example = Settings::from_toml(text).expect("the example parses");
         let defaults = Settings::from_toml("").expect("defaults");
-        for a in actions::all() {
+        for &a in Action::ALL {
             assert!(
-                text.contains(&format!("\n{} = ", a.name)),
-                "{} missing from the example",
-                a.name
+                text.contains(&format!("\n{} = ", a.name())),
+                "{a} missing from the example"
             );
-            assert_eq!(example.limit(a.name), defaults.limit(a.name), "{}", a.name);
+            assert_eq!(example.limit(a), defaults.limit(a), "{a}");
         }
         assert_eq!(example.spoki.base_url, defaults.spoki.base_url);
         assert_eq!(example.spoki.timeout, defaults.spoki.timeout);

@@ -13,7 +13,7 @@ use crate::app::App;
 use crate::config::Settings;
 use crate::ingest::FileReport;
 use crate::sim::{self, SimConfig};
-use crate::spoki::actions;
+use crate::spoki::actions::Action;
 
 const SAMPLE: &[u8] = include_bytes!("../examples/contacts-demo.csv");
 const SAMPLE_NAME: &str = "contacts-demo.csv";
@@ -28,8 +28,9 @@ pub fn scaled_settings(
     window: Duration,
 ) -> anyhow::Result<Settings> {
     let window_ms = window.as_millis();
-    let limits: Vec<String> = actions::all()
-        .map(|a| format!("{} = \"{}/{}ms\"", a.name, a.default_limit.count, window_ms))
+    let limits: Vec<String> = Action::ALL
+        .iter()
+        .map(|a| format!("{a} = \"{}/{}ms\"", a.default_limit().count, window_ms))
         .collect();
     let text = format!(
         r#"

@@ -11,7 +11,6 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use reqwest::Method;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
@@ -20,6 +19,7 @@ use crate::domain::{ContactFields, Phone};
 use crate::live::Live;
 use crate::outbound::backoff;
 use crate::outbound::limits::Budgets;
+use crate::spoki::actions::Action;
 use crate::spoki::{ContactRecord, SpokiClient, SpokiError};
 use crate::store::{
     MergeOutcome, SpokiContact, Store, StoreError, TO_MIRROR, TO_SPOKI, now_rfc3339,
@@ -272,7 +272,7 @@ impl Mirror {
         page: u32,
         cancel: &CancellationToken,
     ) -> Option<Result<crate::spoki::Page<ContactRecord>, SpokiError>> {
-        let budget = self.budgets.get("list_contacts");
+        let budget = self.budgets.get(Action::ListContacts);
         let mut failures = 0u32;
         loop {
             tokio::select! {
@@ -340,7 +340,7 @@ impl Mirror {
                 None => self.lookup_id(&d.phone).await?,
             };
             if let Some(id) = id {
-                let budget = self.budgets.get("delete_contact");
+                let budget = self.budgets.get(Action::DeleteContact);
                 budget.acquire().await;
                 budget.pace().await;
                 match self.client.delete_contact(id).await {
@@ -372,17 +372,10 @@ impl Mirror {
 
     /// Spoki's id for a phone, or `None` when Spoki has no such contact.
     async fn lookup_id(&self, phone: &str) -> anyhow::Result<Option<i64>> {
-        let budget = self.budgets.get("list_contacts");
+        let budget = self.budgets.get(Action::ListContacts);
         budget.acquire().await;
         budget.pace().await;
-        let q = [("phone".to_owned(), phone.to_owned())];
-        let answer = self
-            .client
-            .request("list_contacts", Method::GET, "contacts/", &q, None)
-            .await?;
-        let page = crate::spoki::Page::<ContactRecord>::from_json(
-            answer.unwrap_or(serde_json::Value::Array(Vec::new())),
-        )?;
+        let page = self.client.find_contacts_by_phone(phone).await?;
         Ok(page.results.iter().find(|c| c.phone == phone).map(|c| c.id))
     }
 }

@@ -57,6 +57,7 @@ pub async fn plan(
         (BULK, writes.div_ceil(BULK_MAX as u64))
     };
     let interval = settings.limit(endpoint).interval();
+    let endpoint = endpoint.name();
     // The first request leaves at once; each further one waits one interval.
     let eta = interval.mul_f64(requests.saturating_sub(1) as f64);
     let invalid = report.rejected.len() as u64;

@@ -213,8 +213,12 @@ async fn status(State(state): State<AdminState>) -> Result<Json<Value>, ApiError
     let eta = eta_seconds(
         counts.outbox_pending + counts.outbox_inflight,
         settings.batch.single_max_pending,
-        settings.limit("bulk_sync_contacts").interval(),
-        settings.limit("create_or_update_contact").interval(),
+        settings
+            .limit(crate::spoki::actions::Action::BulkSyncContacts)
+            .interval(),
+        settings
+            .limit(crate::spoki::actions::Action::CreateOrUpdateContact)
+            .interval(),
     );
     Ok(Json(json!({
         "version": env!("CARGO_PKG_VERSION"),

@@ -47,9 +47,9 @@ impl Commands {
             .map_err(|e| StoreError::Corrupt(format!("cannot encode a request: {e}")))?;
         let id = self
             .store
-            .enqueue_command(prepared.action.name, &prepared.params, &request)
+            .enqueue_command(prepared.action.name(), &prepared.params, &request)
             .await?;
-        tracing::info!(command = %id, action = prepared.action.name, "command queued");
+        tracing::info!(command = %id, action = prepared.action.name(), "command queued");
         self.wake.notify_one();
         Ok(id)
     }

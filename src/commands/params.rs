@@ -12,7 +12,7 @@ use super::types::{
     FieldType, Granularity, Id, RoleName, SortOrder, TemplateCategory, Text, TicketPriority,
     TicketStatus, WebhookPlatform,
 };
-use crate::spoki::actions::{self, Action, Method};
+use crate::spoki::actions::{Action, Method};
 
 /// Params that are not what the action takes; `field` is a path such as `contacts[3].phone`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -44,7 +44,7 @@ pub struct Rendered {
 /// A command whose params passed their checks.
 #[derive(Clone, Debug)]
 pub struct Prepared {
-    pub action: &'static Action,
+    pub action: Action,
     /// The params as checked, `null`s dropped; what `GET /v1/commands/{id}` shows.
     pub params: Value,
     pub request: Rendered,
@@ -55,10 +55,16 @@ pub struct Prepared {
 /// # Errors
 /// An unknown action, or params that do not fit the action's type, naming the field.
 pub fn prepare(action: &str, params: Value) -> Result<Prepared, ParamError> {
-    let Some(spec) = actions::find(action) else {
+    let Some(spec) = Action::from_name(action) else {
+        let near = Action::closest(action);
+        let hint = if near.is_empty() {
+            "`spoki-sync actions` lists them".to_owned()
+        } else {
+            format!("did you mean {}?", near.join(", "))
+        };
         return Err(ParamError::new(
             "action",
-            format!("unknown action {action:?} (see CONTRACT §8 for the list)"),
+            format!("unknown action {action:?}; {hint}"),
         ));
     };
     let mut params = match params {
@@ -66,7 +72,7 @@ pub fn prepare(action: &str, params: Value) -> Result<Prepared, ParamError> {
         Value::Null => Map::new(),
         _ => return Err(ParamError::new("params", "must be a JSON object")),
     };
-    let id = if spec.path.contains("{id}") {
+    let id = if spec.path().contains("{id}") {
         let raw = params
             .remove("id")
             .ok_or_else(|| ParamError::new("id", "missing; this action acts on one object"))?;
@@ -76,11 +82,11 @@ pub fn prepare(action: &str, params: Value) -> Result<Prepared, ParamError> {
     } else {
         None
     };
-    let checked = check(spec.name, Value::Object(params))?;
+    let checked = check(spec, Value::Object(params))?;
     let checked = drop_nulls(checked);
     let path = match id {
-        Some(id) => spec.path.replace("{id}", &id.to_string()),
-        None => spec.path.to_owned(),
+        Some(id) => spec.path().replace("{id}", &id.to_string()),
+        None => spec.path().to_owned(),
     };
     let request = render(spec, path, &checked);
     let mut shown = checked;
@@ -94,13 +100,13 @@ pub fn prepare(action: &str, params: Value) -> Result<Prepared, ParamError> {
     })
 }
 
-fn render(spec: &Action, path: String, checked: &Value) -> Rendered {
+fn render(spec: Action, path: String, checked: &Value) -> Rendered {
     let empty = Map::new();
     let fields = checked.as_object().unwrap_or(&empty);
-    let (query, body) = match spec.method {
+    let (query, body) = match spec.method() {
         Method::Get | Method::Delete => (to_query(fields), None),
         Method::Post | Method::Patch => {
-            let body = if spec.name == actions::BULK_SYNC {
+            let body = if spec == Action::BulkSyncContacts {
                 fields
                     .get("contacts")
                     .cloned()
@@ -112,7 +118,7 @@ fn render(spec: &Action, path: String, checked: &Value) -> Rendered {
         }
     };
     Rendered {
-        method: spec.method.as_str().to_owned(),
+        method: spec.method().as_str().to_owned(),
         path,
         query,
         body,
@@ -447,38 +453,62 @@ fn check_page(page: Option<u32>, page_size: Option<u32>) -> Result<(), ParamErro
     Ok(())
 }
 
-/// The type each action's params must fit.
-fn check(action: &str, params: Value) -> Result<Value, ParamError> {
+/// The type each action's params must fit. Exhaustive: a new action must be given one.
+fn check(action: Action, params: Value) -> Result<Value, ParamError> {
+    use Action as A;
     match action {
-        "add_contact_operator" | "remove_contact_operator" => typed::<Operator>(params),
-        "add_service_user" => typed::<AddServiceUser>(params),
-        "bulk_sync_contacts" | "sync_contacts_to_list" => typed::<BulkContacts>(params),
-        "create_or_update_contact" => typed::<ContactIn>(params),
-        "create_contact_list" => typed::<CreateList>(params),
-        "create_custom_field" => typed::<CreateCustomField>(params),
-        "create_media_file" => typed::<CreateMedia>(params),
-        "create_template" => typed::<CreateTemplate>(params),
-        "create_ticket" => typed::<CreateTicket>(params),
-        "delete_template" => typed::<DeleteTemplate>(params),
-        "list_automations" => typed::<ListAutomations>(params),
-        "list_campaigns" => typed::<ListCampaigns>(params),
-        "list_contacts" => typed::<ListContacts>(params),
-        "list_custom_fields" | "list_lists" | "list_roles" => typed::<Search>(params),
-        "list_media" | "list_tags" | "list_partners" => typed::<Paging>(params),
-        "list_reports" => typed::<ListReports>(params),
-        "list_templates" => typed::<ListTemplates>(params),
-        "list_tickets" => typed::<ListTickets>(params),
-        "remove_contacts_from_list" => typed::<RemoveFromList>(params),
-        "retrieve_template" => typed::<RetrieveTemplate>(params),
-        "update_campaign" => typed::<UpdateCampaign>(params),
-        "update_contact" => typed::<UpdateContact>(params),
-        "update_custom_field" => typed::<UpdateLabel>(params),
-        "update_media" => typed::<UpdateTitle>(params),
-        "update_role" | "update_invitation_role" => typed::<UpdateRole>(params),
-        "update_template" => typed::<UpdateTemplate>(params),
-        actions::START_AUTOMATION => typed::<StartAutomation>(params),
-        // Everything else takes only the path's id (or nothing: the bare lists).
-        _ => typed::<Nothing>(params),
+        A::AddContactOperator | A::RemoveContactOperator => typed::<Operator>(params),
+        A::AddServiceUser => typed::<AddServiceUser>(params),
+        A::BulkSyncContacts | A::SyncContactsToList => typed::<BulkContacts>(params),
+        A::CreateOrUpdateContact => typed::<ContactIn>(params),
+        A::CreateContactList => typed::<CreateList>(params),
+        A::CreateCustomField => typed::<CreateCustomField>(params),
+        A::CreateMediaFile => typed::<CreateMedia>(params),
+        A::CreateTemplate => typed::<CreateTemplate>(params),
+        A::CreateTicket => typed::<CreateTicket>(params),
+        A::DeleteTemplate => typed::<DeleteTemplate>(params),
+        A::ListAutomations => typed::<ListAutomations>(params),
+        A::ListCampaigns => typed::<ListCampaigns>(params),
+        A::ListContacts => typed::<ListContacts>(params),
+        A::ListCustomFields | A::ListLists | A::ListRoles => typed::<Search>(params),
+        A::ListMedia | A::ListTags | A::ListPartners => typed::<Paging>(params),
+        A::ListReports => typed::<ListReports>(params),
+        A::ListTemplates => typed::<ListTemplates>(params),
+        A::ListTickets => typed::<ListTickets>(params),
+        A::RemoveContactsFromList => typed::<RemoveFromList>(params),
+        A::RetrieveTemplate => typed::<RetrieveTemplate>(params),
+        A::UpdateCampaign => typed::<UpdateCampaign>(params),
+        A::UpdateContact => typed::<UpdateContact>(params),
+        A::UpdateCustomField => typed::<UpdateLabel>(params),
+        A::UpdateMedia => typed::<UpdateTitle>(params),
+        A::UpdateRole | A::UpdateInvitationRole => typed::<UpdateRole>(params),
+        A::UpdateTemplate => typed::<UpdateTemplate>(params),
+        A::StartAutomation => typed::<StartAutomation>(params),
+        // These take only the path's id, or nothing at all (the bare lists).
+        A::CheckRolePrivateKey
+        | A::CloneTemplate
+        | A::CreateAccountOnboardingLink
+        | A::DeleteCustomField
+        | A::DeleteContact
+        | A::DeleteList
+        | A::DeleteMediaFile
+        | A::DeleteRole
+        | A::DeleteTicket
+        | A::GenerateRolePrivateKey
+        | A::GetAccountCurrentReport
+        | A::ListAccounts
+        | A::ListAgencies
+        | A::RemoveAllListContacts
+        | A::ResendInvitation
+        | A::RetrieveAccount
+        | A::RetrieveAutomation
+        | A::RetrieveContact
+        | A::RetrieveCustomField
+        | A::RetrieveList
+        | A::RetrieveMedia
+        | A::RetrieveRole
+        | A::RetrieveTag
+        | A::RevertTemplateToDraft => typed::<Nothing>(params),
     }
 }
 
@@ -497,20 +527,19 @@ mod tests {
     fn every_action_has_a_type() {
         // Each catalogue action with its path id given and nothing else either prepares or
         // names a missing field: none falls through to a panic or a wrong route.
-        for a in actions::all() {
-            let params = if a.path.contains("{id}") {
+        for &a in Action::ALL {
+            let params = if a.path().contains("{id}") {
                 json!({"id": 1})
             } else {
                 json!({})
             };
-            match prepare(a.name, params) {
-                Ok(p) => assert_eq!(p.request.method, a.method.as_str()),
+            match prepare(a.name(), params) {
+                Ok(p) => assert_eq!(p.request.method, a.method().as_str()),
                 Err(e) => assert!(
                     e.message.contains("missing field")
                         || e.message.contains("nothing to change")
                         || e.message.contains("at least one"),
-                    "{}: {e}",
-                    a.name
+                    "{a}: {e}"
                 ),
             }
         }

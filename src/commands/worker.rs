@@ -7,7 +7,7 @@
 //! - Spoki's other 4xx: the command fails at once with Spoki's body.
 //! - 5xx, timeouts, broken or refused connections: retried with backoff and jitter, up to
 //!   `commands.max_attempts` such failures, when repeating is harmless: the action is
-//!   repeat-safe (`actions::repeat_safe`) or the request certainly never took effect (refused
+//!   repeat-safe (`Action::repeat_safe`) or the request certainly never took effect (refused
 //!   connection). A create whose request may have reached Spoki fails instead, saying so,
 //!   rather than risk a duplicate.
 //! - A repeat-safe delete retried after an unanswered attempt that gets 404 succeeded: the
@@ -27,7 +27,7 @@ use super::params::Rendered;
 use crate::live::Live;
 use crate::outbound::backoff;
 use crate::outbound::limits::Budgets;
-use crate::spoki::actions::{self, Action, START_AUTOMATION};
+use crate::spoki::actions::{Action, Method as SpokiMethod};
 use crate::spoki::{Answer, SpokiClient, SpokiError};
 use crate::store::{DueCommand, Outcome, Store, StoreError, now_ms};
 
@@ -83,7 +83,9 @@ impl CommandWorker {
     pub async fn recover(&self) -> Result<(), StoreError> {
         let (requeued, failed) = self
             .store
-            .recover_running_commands(|name| actions::find(name).is_some_and(actions::repeat_safe))
+            .recover_running_commands(|name| {
+                Action::from_name(name).is_some_and(Action::repeat_safe)
+            })
             .await?;
         if requeued + failed > 0 {
             tracing::warn!(
@@ -99,8 +101,8 @@ impl CommandWorker {
     /// Runs until `cancel`; then lets commands in flight finish for up to `drain`. One that
     /// does not stays `running` and is recovered at the next start.
     pub async fn run(self, cancel: CancellationToken, drain: Duration) {
-        let mut in_flight: JoinSet<&'static str> = JoinSet::new();
-        let mut busy: HashSet<&'static str> = HashSet::new();
+        let mut in_flight: JoinSet<Action> = JoinSet::new();
+        let mut busy: HashSet<Action> = HashSet::new();
         loop {
             if cancel.is_cancelled() {
                 break;
@@ -117,7 +119,7 @@ impl CommandWorker {
                 () = self.wake.notified() => {}
                 Some(done) = in_flight.join_next(), if !in_flight.is_empty() => {
                     if let Ok(action) = done {
-                        busy.remove(action);
+                        busy.remove(&action);
                     }
                 }
                 () = tokio::time::sleep(wait) => {}
@@ -135,8 +137,8 @@ impl CommandWorker {
     /// they were queued, retries included.
     async fn launch_due(
         &self,
-        in_flight: &mut JoinSet<&'static str>,
-        busy: &mut HashSet<&'static str>,
+        in_flight: &mut JoinSet<Action>,
+        busy: &mut HashSet<Action>,
     ) -> Result<Duration, StoreError> {
         let mut wait = Duration::from_secs(1);
         let now = now_ms();
@@ -149,7 +151,7 @@ impl CommandWorker {
                 wait = wait.min(Duration::from_millis(until));
                 continue;
             }
-            let Some(action) = actions::find(&cmd.action) else {
+            let Some(action) = Action::from_name(&cmd.action) else {
                 // Only checked actions are queued; one unknown to this version fails.
                 let error = json!({"error": format!("unknown action {:?}", cmd.action)});
                 let outcome = Outcome::Failed {
@@ -159,16 +161,16 @@ impl CommandWorker {
                 self.store.command_finish(cmd.seq, &outcome).await?;
                 continue;
             };
-            if busy.contains(action.name) {
+            if busy.contains(&action) {
                 continue;
             }
-            match self.budgets.get(action.name).try_acquire() {
+            match self.budgets.get(action).try_acquire() {
                 Ok(()) => {
-                    busy.insert(action.name);
+                    busy.insert(action);
                     let me = self.clone();
                     in_flight.spawn(async move {
                         me.run_one(action, cmd).await;
-                        action.name
+                        action
                     });
                 }
                 Err(slot) => wait = wait.min(slot.max(Duration::from_millis(1))),
@@ -177,7 +179,7 @@ impl CommandWorker {
         Ok(wait)
     }
 
-    async fn run_one(&self, action: &'static Action, cmd: DueCommand) {
+    async fn run_one(&self, action: Action, cmd: DueCommand) {
         let attempt = self.attempt(action, &cmd).await;
         if let Attempt::Done(Outcome::Succeeded { result, .. }) = &attempt {
             self.forget_what_changed(action, &cmd, result.as_ref())
@@ -198,7 +200,7 @@ impl CommandWorker {
                 } => {
                     tracing::info!(
                         command = %cmd.id,
-                        action = action.name,
+                        action = action.name(),
                         attempts = cmd.attempts + 1,
                         retry_in_ms = after.as_millis() as u64,
                         reason = %reason,
@@ -224,7 +226,7 @@ impl CommandWorker {
     /// Contact writes made by a command bypass the diff's baseline (`contact_state`,
     /// `list_members`); the baseline for what they touched is dropped so the next CSV or
     /// mirror change for those contacts is sent rather than judged unchanged.
-    async fn forget_what_changed(&self, action: &Action, cmd: &DueCommand, result: Option<&Value>) {
+    async fn forget_what_changed(&self, action: Action, cmd: &DueCommand, result: Option<&Value>) {
         let str_of = |v: &Value, key: &str| v.get(key).and_then(Value::as_str).map(str::to_owned);
         let id = cmd.params.get("id").and_then(Value::as_i64);
         let contacts = || -> Vec<String> {
@@ -234,25 +236,27 @@ impl CommandWorker {
                 .map(|items| items.iter().filter_map(|c| str_of(c, "phone")).collect())
                 .unwrap_or_default()
         };
-        let forgotten = match action.name {
-            "create_or_update_contact" | START_AUTOMATION => {
+        let forgotten = match action {
+            Action::CreateOrUpdateContact | Action::StartAutomation => {
                 let phones: Vec<String> = str_of(&cmd.params, "phone").into_iter().collect();
                 self.store.forget_contacts(&phones, None).await
             }
-            "bulk_sync_contacts" | "sync_contacts_to_list" => {
+            Action::BulkSyncContacts | Action::SyncContactsToList => {
                 self.store.forget_contacts(&contacts(), None).await
             }
-            "update_contact" | "delete_contact" => {
+            Action::UpdateContact | Action::DeleteContact => {
                 let phones: Vec<String> = result
                     .and_then(|r| str_of(r, "phone"))
                     .into_iter()
                     .collect();
                 self.store.forget_contacts(&phones, id).await
             }
-            "remove_contacts_from_list" | "remove_all_list_contacts" | "delete_list" => match id {
-                Some(list) => self.store.forget_list_members(list).await,
-                None => Ok(()),
-            },
+            Action::RemoveContactsFromList | Action::RemoveAllListContacts | Action::DeleteList => {
+                match id {
+                    Some(list) => self.store.forget_list_members(list).await,
+                    None => Ok(()),
+                }
+            }
             _ => Ok(()),
         };
         if let Err(error) = forgotten {
@@ -262,7 +266,7 @@ impl CommandWorker {
 
     /// Sends the command once (twice for the onboarding fallback, two requests for an
     /// automation start) and decides what follows.
-    async fn attempt(&self, action: &'static Action, cmd: &DueCommand) -> Attempt {
+    async fn attempt(&self, action: Action, cmd: &DueCommand) -> Attempt {
         let request: Rendered = match serde_json::from_value(cmd.request.clone()) {
             Ok(r) => r,
             Err(e) => {
@@ -283,20 +287,20 @@ impl CommandWorker {
                 ambiguous: false,
             };
         }
-        let budget = self.budgets.get(action.name);
+        let budget = self.budgets.get(action);
         budget.pace().await;
         let sent_at = now_ms();
-        let sent = if action.name == START_AUTOMATION {
+        let sent = if action == Action::StartAutomation {
             self.start_automation(cmd).await
         } else {
             self.send(action, &request).await
         };
-        if let Err(error) = self.store.mark_budget(action.name, sent_at).await {
+        if let Err(error) = self.store.mark_budget(action.name(), sent_at).await {
             tracing::warn!(%error, "cannot record the request time for the rate limit");
         }
         let sent = match sent {
             Err(SpokiError::Rejected { status: 404, .. })
-                if action.name == "create_account_onboarding_link" =>
+                if action == Action::CreateAccountOnboardingLink =>
             {
                 self.onboarding_fallback(&request).await
             }
@@ -305,15 +309,11 @@ impl CommandWorker {
         self.judge(action, cmd, sent)
     }
 
-    async fn send(
-        &self,
-        action: &'static Action,
-        request: &Rendered,
-    ) -> Result<Answer, SpokiError> {
+    async fn send(&self, action: Action, request: &Rendered) -> Result<Answer, SpokiError> {
         let method = Method::from_bytes(request.method.as_bytes()).unwrap_or(Method::GET);
         self.client
             .send(
-                action.name,
+                action,
                 method,
                 &request.path,
                 &request.query,
@@ -337,12 +337,12 @@ impl CommandWorker {
             "accounts/{{id}}/onboarding/ answered 404; using partners/onboarding/"
         );
         self.budgets
-            .get("create_account_onboarding_link")
+            .get(Action::CreateAccountOnboardingLink)
             .pace()
             .await;
         self.client
             .send(
-                "create_account_onboarding_link",
+                Action::CreateAccountOnboardingLink,
                 Method::POST,
                 "partners/onboarding/",
                 &[],
@@ -359,13 +359,13 @@ impl CommandWorker {
             .and_then(|m| m.remove("automation"))
             .and_then(|v| v.as_u64())
             .unwrap_or_default();
-        let lookup = self.budgets.get("retrieve_automation");
+        let lookup = self.budgets.get(Action::RetrieveAutomation);
         lookup.acquire().await;
         lookup.pace().await;
         let found = self
             .client
             .send(
-                "retrieve_automation",
+                Action::RetrieveAutomation,
                 Method::GET,
                 &format!("automations/{automation}/"),
                 &[],
@@ -404,16 +404,11 @@ impl CommandWorker {
             map.insert("secret".to_owned(), secret);
         }
         self.client
-            .post_trigger(START_AUTOMATION, uuid, &body)
+            .post_trigger(Action::StartAutomation, uuid, &body)
             .await
     }
 
-    fn judge(
-        &self,
-        action: &'static Action,
-        cmd: &DueCommand,
-        sent: Result<Answer, SpokiError>,
-    ) -> Attempt {
+    fn judge(&self, action: Action, cmd: &DueCommand, sent: Result<Answer, SpokiError>) -> Attempt {
         let error = match sent {
             Ok(answer) => {
                 return Attempt::Done(Outcome::Succeeded {
@@ -425,7 +420,7 @@ impl CommandWorker {
         };
         match &error {
             SpokiError::RateLimited { retry_after } => {
-                let budget = self.budgets.get(action.name);
+                let budget = self.budgets.get(action);
                 let wait = retry_after.unwrap_or_else(|| budget.limit().interval());
                 budget.block_for(wait);
                 Attempt::Retry {
@@ -437,7 +432,7 @@ impl CommandWorker {
                 }
             }
             SpokiError::Rejected { status: 404, .. }
-                if cmd.ambiguous && action.method == actions::Method::Delete =>
+                if cmd.ambiguous && action.method() == SpokiMethod::Delete =>
             {
                 Attempt::Done(Outcome::Succeeded {
                     http_status: Some(404),
@@ -452,14 +447,14 @@ impl CommandWorker {
                 http_status: None,
                 error: json!({ "error": reason }),
             }),
-            _ if error.may_have_applied() && !actions::repeat_safe(action) => {
+            _ if error.may_have_applied() && !action.repeat_safe() => {
                 Attempt::Done(Outcome::Failed {
                     http_status: server_status(&error),
                     error: json!({
                         "error": format!(
                             "{error}. {} creates something each time it is sent, so it was not \
                              repeated: check in Spoki and queue it again if needed",
-                            action.name
+                            action.name()
                         )
                     }),
                 })
@@ -475,7 +470,8 @@ impl CommandWorker {
                         }),
                     });
                 }
-                metrics::counter!("spoki_sync_retries_total", "action" => action.name).increment(1);
+                metrics::counter!("spoki_sync_retries_total", "action" => action.name())
+                    .increment(1);
                 Attempt::Retry {
                     after: backoff::delay(failures, settings.max_backoff),
                     reason: error.to_string(),
@@ -495,18 +491,18 @@ fn server_status(error: &SpokiError) -> Option<u16> {
     }
 }
 
-fn log_outcome(action: &Action, cmd: &DueCommand, outcome: &Outcome) {
+fn log_outcome(action: Action, cmd: &DueCommand, outcome: &Outcome) {
     match outcome {
         Outcome::Succeeded { http_status, .. } => tracing::info!(
             command = %cmd.id,
-            action = action.name,
+            action = action.name(),
             attempts = cmd.attempts + 1,
             status = http_status.unwrap_or_default(),
             "command succeeded"
         ),
         Outcome::Failed { http_status, .. } => tracing::warn!(
             command = %cmd.id,
-            action = action.name,
+            action = action.name(),
             attempts = cmd.attempts + 1,
             status = http_status.unwrap_or_default(),
             "command failed"
@@ -516,6 +512,6 @@ fn log_outcome(action: &Action, cmd: &DueCommand, outcome: &Outcome) {
         Outcome::Succeeded { .. } => "succeeded",
         Outcome::Failed { .. } => "failed",
     };
-    metrics::counter!("spoki_sync_commands_finished_total", "action" => action.name, "status" => status)
+    metrics::counter!("spoki_sync_commands_finished_total", "action" => action.name(), "status" => status)
         .increment(1);
 }

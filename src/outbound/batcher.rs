@@ -20,13 +20,14 @@ use super::backoff;
 use super::limits::Budgets;
 use crate::config::Settings;
 use crate::domain::{Contact, ListId, Phone};
+use crate::spoki::actions::Action;
 use crate::spoki::{ContactPayload, SpokiClient, SpokiError};
 use crate::store::{OutboxRow, Store, StoreError, now_ms};
 
 pub const BULK_MAX: usize = 500;
-pub const BULK: &str = "bulk_sync_contacts";
-pub const SINGLE: &str = "create_or_update_contact";
-pub const LIST: &str = "sync_contacts_to_list";
+pub const BULK: Action = Action::BulkSyncContacts;
+pub const SINGLE: Action = Action::CreateOrUpdateContact;
+pub const LIST: Action = Action::SyncContactsToList;
 const MAX_IN_FLIGHT: usize = 6;
 const SETTLE_ATTEMPTS: u32 = 8;
 
@@ -127,10 +128,10 @@ impl Batcher {
     pub async fn restore_budget_marks(&self) -> Result<(), StoreError> {
         let now = now_ms();
         for (action, at) in self.store.budget_marks().await? {
-            if crate::spoki::actions::find(&action).is_none() {
+            let Some(action) = Action::from_name(&action) else {
                 continue;
-            }
-            let budget = self.budgets.get(&action);
+            };
+            let budget = self.budgets.get(action);
             let owed = budget.limit().interval().as_millis() as i64 - (now - at);
             if owed > 0 {
                 budget.block_for(Duration::from_millis(owed as u64));
@@ -351,7 +352,7 @@ impl Batcher {
             // When the request left, for a restart to keep the spacing. Written once the answer
             // is in; a crash before this leaves the rows in flight, and the next start then
             // waits a whole interval (`App::build`).
-            if let Err(e) = me.store.mark_budget(request.action(), sent_at).await {
+            if let Err(e) = me.store.mark_budget(request.action().name(), sent_at).await {
                 tracing::warn!(error = %e, "could not record when a request left");
             }
             // Recording the answer is retried (every store step is idempotent for rows already
@@ -414,14 +415,14 @@ impl Batcher {
             Ok(ids) => {
                 self.store.acknowledge_noting(rows, ids, stripped).await?;
                 bump(&self.stats.contacts_acknowledged, rows.len() as u64);
-                metrics::counter!("spoki_sync_contacts_sent_total", "action" => action)
+                metrics::counter!("spoki_sync_contacts_sent_total", "action" => action.name())
                     .increment(rows.len() as u64);
-                metrics::histogram!("spoki_sync_batch_fill_contacts", "action" => action)
+                metrics::histogram!("spoki_sync_batch_fill_contacts", "action" => action.name())
                     .record(rows.len() as f64);
                 let first = rows.iter().map(|r| r.id).min().unwrap_or_default();
                 let last = rows.iter().map(|r| r.id).max().unwrap_or_default();
                 tracing::info!(
-                    action,
+                    action = action.name(),
                     contacts = rows.len(),
                     outbox_rows = %format!("{first}..={last}"),
                     "Spoki acknowledged contacts"
@@ -430,13 +431,13 @@ impl Batcher {
             // A 2xx whose body we could not read still means Spoki took the write.
             Err(SpokiError::Decode { reason }) => {
                 tracing::warn!(
-                    action,
+                    action = action.name(),
                     reason,
                     "2xx with an unexpected body; counting it as done"
                 );
                 self.store.acknowledge(rows, &HashMap::new()).await?;
                 bump(&self.stats.contacts_acknowledged, rows.len() as u64);
-                metrics::counter!("spoki_sync_contacts_sent_total", "action" => action)
+                metrics::counter!("spoki_sync_contacts_sent_total", "action" => action.name())
                     .increment(rows.len() as u64);
             }
             Err(SpokiError::RateLimited { retry_after }) => {
@@ -445,7 +446,7 @@ impl Batcher {
                 let wait = retry_after.unwrap_or_else(|| budget.limit().interval());
                 budget.block_for(wait);
                 tracing::warn!(
-                    action,
+                    action = action.name(),
                     wait_ms = wait.as_millis() as u64,
                     "Spoki answered 429; waiting"
                 );
@@ -478,10 +479,11 @@ impl Batcher {
                 // 5xx, timeouts, broken connections, and auth errors (401/403), which are the
                 // account's problem rather than the rows': retry later, never drop.
                 bump(&self.stats.retries, 1);
-                metrics::counter!("spoki_sync_retries_total", "action" => action).increment(1);
+                metrics::counter!("spoki_sync_retries_total", "action" => action.name())
+                    .increment(1);
                 let attempts = rows.iter().map(|r| r.attempts).max().unwrap_or(0) + 1;
                 let delay = backoff::delay(attempts as u32, self.settings().max_backoff);
-                tracing::warn!(action, error = %e, attempt = attempts, retry_in_ms = delay.as_millis() as u64, "request failed; will retry");
+                tracing::warn!(action = action.name(), error = %e, attempt = attempts, retry_in_ms = delay.as_millis() as u64, "request failed; will retry");
                 let text = e.to_string();
                 self.store
                     .release(
@@ -569,7 +571,7 @@ impl Batcher {
         use std::sync::atomic::Ordering;
         // With creation off, a code is refused only after a fresh look at Spoki's fields.
         if !self.fields_listed.load(Ordering::Relaxed) || !create {
-            let budget = self.budgets.get("list_custom_fields");
+            let budget = self.budgets.get(Action::ListCustomFields);
             let mut page = 1;
             loop {
                 if let Err(w) = budget.try_acquire() {
@@ -589,7 +591,7 @@ impl Batcher {
                         }
                         page += 1;
                     }
-                    Err(e) => return Ok(Some(self.wait_after(&e, "list_custom_fields"))),
+                    Err(e) => return Ok(Some(self.wait_after(&e, Action::ListCustomFields))),
                 }
             }
             self.fields_listed.store(true, Ordering::Relaxed);
@@ -603,7 +605,7 @@ impl Batcher {
                     .await?;
                 continue;
             }
-            let budget = self.budgets.get("create_custom_field");
+            let budget = self.budgets.get(Action::CreateCustomField);
             if let Err(w) = budget.try_acquire() {
                 return Ok(Some(w));
             }
@@ -633,19 +635,19 @@ impl Batcher {
                             .await?;
                     }
                 }
-                Err(e) => return Ok(Some(self.wait_after(&e, "create_custom_field"))),
+                Err(e) => return Ok(Some(self.wait_after(&e, Action::CreateCustomField))),
             }
         }
         Ok(None)
     }
 
-    fn wait_after(&self, e: &SpokiError, action: &str) -> Duration {
+    fn wait_after(&self, e: &SpokiError, action: Action) -> Duration {
         let budget = self.budgets.get(action);
         let wait = e
             .retry_after()
             .unwrap_or_else(|| budget.limit().interval().max(Duration::from_secs(1)));
         budget.block_for(wait);
-        tracing::warn!(action, error = %e, "custom-field call failed; will retry");
+        tracing::warn!(action = action.name(), error = %e, "custom-field call failed; will retry");
         wait
     }
 }
@@ -665,7 +667,7 @@ impl Request {
         }
     }
 
-    fn action(self) -> &'static str {
+    fn action(self) -> Action {
         match self {
             Request::Bulk => BULK,
             Request::Single => SINGLE,

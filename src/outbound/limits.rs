@@ -2,7 +2,6 @@
 //! of that action. Time comes from tokio's clock, so `tokio::time::pause()` drives it in tests.
 //! A 429 or a previous run's last request can also hold a budget shut until a given instant.
 
-use std::collections::HashMap;
 use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -15,7 +14,7 @@ use governor::{Quota, RateLimiter};
 use tokio::time::Instant;
 
 use crate::config::{RateLimit, Settings};
-use crate::spoki::actions;
+use crate::spoki::actions::Action;
 
 /// governor clock reading tokio's (pausable) monotonic time.
 #[derive(Clone, Debug)]
@@ -59,7 +58,7 @@ fn limiter(limit: RateLimit, clock: TokioClock) -> Limiter {
 /// The budget of one action.
 #[derive(Debug)]
 pub struct Budget {
-    pub action: &'static str,
+    pub action: Action,
     inner: Mutex<BudgetState>,
     clock: TokioClock,
 }
@@ -81,7 +80,7 @@ impl std::fmt::Debug for BudgetState {
 }
 
 impl Budget {
-    fn new(action: &'static str, limit: RateLimit) -> Budget {
+    fn new(action: Action, limit: RateLimit) -> Budget {
         let clock = TokioClock::new();
         Budget {
             action,
@@ -130,7 +129,7 @@ impl Budget {
 
     /// Time spent waiting for this budget (a summary: `_sum` is the total seconds).
     fn count_wait(&self, wait: Duration) {
-        metrics::histogram!("spoki_sync_rate_limit_wait_seconds", "action" => self.action)
+        metrics::histogram!("spoki_sync_rate_limit_wait_seconds", "action" => self.action.name())
             .record(wait.as_secs_f64());
     }
 
@@ -181,44 +180,37 @@ impl Budget {
     }
 }
 
-/// Every action's budget.
+/// Every action's budget, one per `Action` (indexed by it, so every action has one).
 #[derive(Clone, Debug)]
 pub struct Budgets {
-    map: Arc<HashMap<&'static str, Arc<Budget>>>,
+    all: Arc<Vec<Arc<Budget>>>,
 }
 
 impl Budgets {
     pub fn from_settings(settings: &Settings) -> Budgets {
-        let map = actions::all()
-            .map(|a| {
-                (
-                    a.name,
-                    Arc::new(Budget::new(a.name, settings.limit(a.name))),
-                )
-            })
+        let all = Action::ALL
+            .iter()
+            .map(|&a| Arc::new(Budget::new(a, settings.limit(a))))
             .collect();
-        Budgets { map: Arc::new(map) }
+        Budgets { all: Arc::new(all) }
     }
 
-    /// The budget of a catalogue action. Panics on a name outside the catalogue: callers pass
-    /// the constants of `spoki::actions`.
-    pub fn get(&self, action: &str) -> Arc<Budget> {
-        match self.map.get(action) {
-            Some(b) => b.clone(),
-            None => panic!("no budget for unknown action {action}"),
-        }
+    /// The budget of `action`.
+    pub fn get(&self, action: Action) -> Arc<Budget> {
+        // `ALL` lists the variants in declaration order, so the discriminant is the index.
+        Arc::clone(&self.all[action as usize])
     }
 
     /// After a crash: no action sends before one whole interval has passed.
     pub fn hold_all_one_interval(&self) {
-        for budget in self.map.values() {
+        for budget in self.all.iter() {
             budget.block_for(budget.limit().interval());
         }
     }
 
     pub fn apply(&self, settings: &Settings) {
-        for (name, budget) in self.map.iter() {
-            budget.set_limit(settings.limit(name));
+        for budget in self.all.iter() {
+            budget.set_limit(settings.limit(budget.action));
         }
     }
 }
@@ -228,7 +220,19 @@ mod tests {
     use super::*;
 
     fn budget(text: &str) -> Budget {
-        Budget::new("bulk_sync_contacts", RateLimit::parse(text).expect("limit"))
+        Budget::new(
+            Action::BulkSyncContacts,
+            RateLimit::parse(text).expect("limit"),
+        )
+    }
+
+    #[test]
+    fn every_action_has_its_own_budget() {
+        let budgets = Budgets::from_settings(&Settings::from_toml("").expect("defaults"));
+        for &a in Action::ALL {
+            assert_eq!(budgets.get(a).action, a);
+            assert_eq!(budgets.get(a).limit(), a.default_limit());
+        }
     }
 
     #[tokio::test(start_paused = true)]

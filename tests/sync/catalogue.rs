@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use spoki_sync::sim::{RecordedRequest, SimConfig};
-use spoki_sync::spoki::actions;
+use spoki_sync::spoki::actions::Action;
 
 use crate::helpers::{TestApp, spawn_app_with};
 
@@ -516,7 +516,7 @@ async fn every_action_reaches_spoki_as_documented() {
         "custom_fields": {"ORDER_ID": "A-1"}
     });
     run!(case(
-        actions::START_AUTOMATION,
+        "start_automation",
         start,
         "POST",
         format!("/wh/ap/{}/", fx.automation_uuid),
@@ -720,7 +720,7 @@ async fn every_action_reaches_spoki_as_documented() {
     ));
     assert!(app.sim.contact_by_phone("+393331110001").is_none());
 
-    let all: BTreeSet<&str> = actions::all().map(|a| a.name).collect();
+    let all: BTreeSet<&str> = Action::ALL.iter().map(|a| a.name()).collect();
     let missing: Vec<_> = all.difference(&done).collect();
     assert!(missing.is_empty(), "actions not exercised: {missing:?}");
     assert_eq!(app.sim.throttled_count(), 0, "no limit exceeded");

@@ -20,7 +20,7 @@ use rand::Rng as _;
 use serde_json::{Value, json};
 use sha2::Sha256;
 use spoki_sync::sim::{RecordedRequest, SimConfig};
-use spoki_sync::spoki::actions;
+use spoki_sync::spoki::actions::Action;
 
 use crate::helpers::{Daemon, free_port, start_daemon, start_sim, wait_until};
 
@@ -40,8 +40,9 @@ fn write_config(
     hooks: u16,
     window_ms: u128,
 ) -> std::path::PathBuf {
-    let limits: Vec<String> = actions::all()
-        .map(|a| format!("{} = \"{}/{window_ms}ms\"", a.name, a.default_limit.count))
+    let limits: Vec<String> = Action::ALL
+        .iter()
+        .map(|a| format!("{a} = \"{}/{window_ms}ms\"", a.default_limit().count))
         .collect();
     let path = dir.join("config.toml");
     let whsec = base64::engine::general_purpose::STANDARD.encode(KEY);
@@ -561,7 +562,8 @@ async fn a_read_only_database_is_refused_clearly_and_works_once_writable() {
     let run_once = |expect_up: bool| {
         let mut daemon = start_daemon(config, &[]);
         if expect_up {
-            let up = (0..200).any(|_| {
+            // Up to 60 s: a loaded machine can be slow to start the binary.
+            let up = (0..1200).any(|_| {
                 std::thread::sleep(Duration::from_millis(50));
                 std::net::TcpStream::connect(("127.0.0.1", admin)).is_ok()
             });

@@ -222,7 +222,7 @@ impl TestApp {
 
     /// Waits until the command has ended; returns its record.
     pub async fn wait_command(&self, id: &str, timeout: Duration) -> Value {
-        let deadline = Instant::now() + timeout;
+        let deadline = Instant::now() + timeout * SLACK;
         loop {
             let record = self.command(id).await;
             if matches!(record["status"].as_str(), Some("succeeded" | "failed")) {
@@ -244,12 +244,17 @@ impl TestApp {
     }
 }
 
+/// Every wait's upper bound is this many times the figure a test names: a wait returns as
+/// soon as its condition holds, so a long bound costs nothing on a fast machine and keeps a
+/// loaded CI box (2 cores, several test binaries) from failing for lack of time.
+pub const SLACK: u32 = 3;
+
 pub async fn wait_until<F, Fut>(timeout: Duration, what: &str, mut check: F)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
-    let deadline = Instant::now() + timeout;
+    let deadline = Instant::now() + timeout * SLACK;
     loop {
         if check().await {
             return;
@@ -280,7 +285,17 @@ pub async fn wait_report(dir: &Path, outcome: &str, name: &str) -> Value {
     )
     .await;
     let path = found.expect("report path");
-    serde_json::from_str(&std::fs::read_to_string(path).expect("read report")).expect("json")
+    // The report may still be being written when its name appears: wait for whole JSON.
+    let mut report = None;
+    wait_until(Duration::from_secs(10), "a whole report", || {
+        report = std::fs::read_to_string(&path)
+            .ok()
+            .and_then(|t| serde_json::from_str::<Value>(&t).ok());
+        let done = report.is_some();
+        async move { done }
+    })
+    .await;
+    report.expect("report JSON")
 }
 
 /// Contact-writing requests that Spoki accepted, with the number of contacts each carried.

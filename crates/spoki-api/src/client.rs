@@ -7,9 +7,10 @@ use std::time::Duration;
 use reqwest::{Method, StatusCode, Url};
 use serde_json::Value;
 
-use super::error::{SpokiError, parse_retry_after};
-use super::wire::{ContactPayload, ContactRecord, CustomFieldRecord, Page};
+use crate::actions::Action;
+use crate::error::{SpokiError, parse_retry_after};
 use crate::values::Secret;
+use crate::wire::{ContactPayload, ContactRecord, CustomFieldRecord, Page};
 
 /// A 2xx answer.
 #[derive(Clone, Debug)]
@@ -68,7 +69,7 @@ impl SpokiClient {
     /// an empty 2xx body.
     pub async fn request(
         &self,
-        action: &'static str,
+        action: Action,
         method: Method,
         path: &str,
         query: &[(String, String)],
@@ -87,7 +88,7 @@ impl SpokiClient {
     /// not JSON comes back as a JSON string.
     pub async fn send(
         &self,
-        action: &'static str,
+        action: Action,
         method: Method,
         path: &str,
         query: &[(String, String)],
@@ -107,7 +108,7 @@ impl SpokiClient {
     /// trigger's secret travels in the body (spoki-api.md §5).
     pub async fn post_trigger(
         &self,
-        action: &'static str,
+        action: Action,
         uuid: &str,
         body: &Value,
     ) -> Result<Answer, SpokiError> {
@@ -123,7 +124,7 @@ impl SpokiClient {
 
     async fn exchange(
         &self,
-        action: &'static str,
+        action: Action,
         mut req: reqwest::RequestBuilder,
         query: &[(String, String)],
         body: Option<&Value>,
@@ -144,10 +145,11 @@ impl SpokiClient {
             }
             Err(e) => e.kind().to_owned(),
         };
-        metrics::counter!("spoki_sync_spoki_requests_total", "action" => action, "status" => label)
+        metrics::counter!("spoki_sync_spoki_requests_total", "action" => action.name(), "status" => label)
             .increment(1);
         if let Err(SpokiError::RateLimited { .. }) = &outcome {
-            metrics::counter!("spoki_sync_spoki_throttled_total", "action" => action).increment(1);
+            metrics::counter!("spoki_sync_spoki_throttled_total", "action" => action.name())
+                .increment(1);
         }
         outcome
     }
@@ -198,7 +200,7 @@ impl SpokiClient {
     pub async fn bulk_sync_contacts(&self, contacts: &[ContactPayload]) -> Result<(), SpokiError> {
         let body = serde_json::to_value(contacts).map_err(decode)?;
         self.request(
-            "bulk_sync_contacts",
+            Action::BulkSyncContacts,
             Method::POST,
             "contacts/sync_all/",
             &[],
@@ -216,7 +218,7 @@ impl SpokiClient {
     ) -> Result<(), SpokiError> {
         let body = serde_json::json!({ "contacts": contacts });
         self.request(
-            "sync_contacts_to_list",
+            Action::SyncContactsToList,
             Method::POST,
             &format!("lists/{list_id}/sync_contacts/"),
             &[],
@@ -234,7 +236,7 @@ impl SpokiClient {
         let body = serde_json::to_value(contact).map_err(decode)?;
         let answer = self
             .request(
-                "create_or_update_contact",
+                Action::CreateOrUpdateContact,
                 Method::POST,
                 "contacts/sync/",
                 &[],
@@ -255,7 +257,20 @@ impl SpokiClient {
             ("page_size".to_string(), page_size.to_string()),
         ];
         let v = self
-            .request("list_contacts", Method::GET, "contacts/", &q, None)
+            .request(Action::ListContacts, Method::GET, "contacts/", &q, None)
+            .await?;
+        Page::from_json(v.unwrap_or(Value::Array(vec![]))).map_err(decode)
+    }
+
+    /// `GET contacts/?phone=<E.164>`: the contacts Spoki holds under exactly this phone (the
+    /// `+` is percent-encoded, as Spoki's exact filter needs).
+    pub async fn find_contacts_by_phone(
+        &self,
+        phone: &str,
+    ) -> Result<Page<ContactRecord>, SpokiError> {
+        let q = [("phone".to_owned(), phone.to_owned())];
+        let v = self
+            .request(Action::ListContacts, Method::GET, "contacts/", &q, None)
             .await?;
         Page::from_json(v.unwrap_or(Value::Array(vec![]))).map_err(decode)
     }
@@ -264,7 +279,7 @@ impl SpokiClient {
     pub async fn retrieve_contact(&self, id: i64) -> Result<ContactRecord, SpokiError> {
         let v = self
             .request(
-                "retrieve_contact",
+                Action::RetrieveContact,
                 Method::GET,
                 &format!("contacts/{id}/"),
                 &[],
@@ -281,7 +296,7 @@ impl SpokiClient {
         fields: &Value,
     ) -> Result<Option<Value>, SpokiError> {
         self.request(
-            "update_contact",
+            Action::UpdateContact,
             Method::PATCH,
             &format!("contacts/{id}/"),
             &[],
@@ -293,7 +308,7 @@ impl SpokiClient {
     /// `DELETE contacts/{id}/`.
     pub async fn delete_contact(&self, id: i64) -> Result<(), SpokiError> {
         self.request(
-            "delete_contact",
+            Action::DeleteContact,
             Method::DELETE,
             &format!("contacts/{id}/"),
             &[],
@@ -314,7 +329,7 @@ impl SpokiClient {
         ];
         let v = self
             .request(
-                "list_custom_fields",
+                Action::ListCustomFields,
                 Method::GET,
                 "custom-fields/",
                 &q,
@@ -328,7 +343,7 @@ impl SpokiClient {
     pub async fn create_custom_field(&self, label: &str, code: &str) -> Result<(), SpokiError> {
         let body = serde_json::json!({ "label": label, "code": code, "field_type": 1 });
         self.request(
-            "create_custom_field",
+            Action::CreateCustomField,
             Method::POST,
             "custom-fields/",
             &[],
