@@ -23,7 +23,8 @@ use crate::reload::{self, Reloader, WebhookKeys};
 use crate::service;
 use crate::sources::inbox::Inbox;
 use crate::spoki::SpokiClient;
-use crate::store::Store;
+use crate::store::maintenance::{self, Maintenance};
+use crate::store::{Store, StoreError};
 use crate::webhooks::{self, WebhookState};
 
 /// How long requests in flight get to finish at shutdown (within systemd's 10 s promise).
@@ -42,6 +43,7 @@ pub struct App {
     webhooks: WebhookState,
     reloader: Arc<Reloader>,
     wake: Arc<Notify>,
+    maintenance: Maintenance,
 }
 
 impl App {
@@ -52,14 +54,27 @@ impl App {
         normalise::warm_up();
         Inbox::prepare(&settings.csv.inbox)
             .with_context(|| format!("cannot create the inbox {}", settings.csv.inbox.display()))?;
-        let store = Store::open(&settings.storage.database)
-            .await
-            .with_context(|| {
-                format!(
-                    "cannot open the database {}",
-                    settings.storage.database.display()
-                )
-            })?;
+        let db = &settings.storage.database;
+        // Checked before SQLite sees the file, so a wrong path gets one clear message.
+        if let Some(problem) = maintenance::sqlite_file_problem(db) {
+            return Err(StoreError::Refused(format!("storage.database: {problem}")).into());
+        }
+        let store = match Store::open_checked(db, settings.storage.allow_new_database).await {
+            Ok(store) => store,
+            Err(e @ StoreError::Refused(_)) => return Err(e.into()),
+            Err(e) => {
+                return Err(anyhow::Error::new(e)
+                    .context(format!("cannot open the database {}", db.display())));
+            }
+        };
+        let mut maintenance = Maintenance::new(
+            store.clone(),
+            db,
+            settings.storage.retention,
+            settings.storage.wal_max_size,
+            settings.storage.check_interval,
+        )?;
+        maintenance.check_at_start().await?;
         let recovered = store.recover_inflight().await?;
         if !recovered.is_empty() {
             tracing::info!(
@@ -171,6 +186,7 @@ impl App {
             webhooks,
             reloader,
             wake,
+            maintenance,
         })
     }
 
@@ -240,6 +256,7 @@ impl App {
         tracker.spawn(self.mirror.clone().run_poller(sources.clone()));
         tracker.spawn(self.mirror.clone().run_puller(sources.clone()));
         tracker.spawn(self.mirror.clone().run_deleter(outbound.clone()));
+        tracker.spawn(self.maintenance.run(sources.clone()));
         let admin_state = AdminState::new(
             self.store.clone(),
             self.commands.clone(),

@@ -48,6 +48,26 @@ pub struct SpokiSettings {
 #[derive(Clone, Debug)]
 pub struct StorageSettings {
     pub database: PathBuf,
+    /// How often the database file and its schema are checked (and a big WAL truncated).
+    pub check_interval: Duration,
+    /// A WAL above this many bytes is checkpointed and truncated at the next check.
+    pub wal_max_size: u64,
+    pub retention: RetentionSettings,
+    /// `run --allow-new-database`: start even when the sidecar `<db>.id` says another
+    /// database was there (not a configuration key).
+    pub allow_new_database: bool,
+}
+
+/// How long finished rows are kept; zero keeps them for ever.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RetentionSettings {
+    pub rejects: Duration,
+    /// Finished (succeeded or failed) commands.
+    pub commands: Duration,
+    /// Inbox files' checkpoints, once the file has moved out.
+    pub files: Duration,
+    /// Webhook delivery ids kept to apply each delivery once.
+    pub webhook_ids: Duration,
 }
 
 #[derive(Clone, Debug)]
@@ -148,6 +168,18 @@ struct RawSpoki {
 #[serde(default, deny_unknown_fields)]
 struct RawStorage {
     database: Option<String>,
+    check_interval: Option<String>,
+    wal_max_size: Option<String>,
+    retention: RawRetention,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct RawRetention {
+    rejects: Option<String>,
+    commands: Option<String>,
+    files: Option<String>,
+    webhook_ids: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -294,11 +326,10 @@ impl Settings {
                 db_dir.display()
             ));
         }
-        if self.storage.database.is_dir() {
-            problems.push(format!(
-                "storage.database: {} is a folder, not a file",
-                self.storage.database.display()
-            ));
+        if let Some(problem) =
+            crate::store::maintenance::sqlite_file_problem(&self.storage.database)
+        {
+            problems.push(format!("storage.database: {problem}"));
         }
         if let Err(e) = writable_dir(&self.csv.inbox) {
             problems.push(format!(
@@ -516,6 +547,33 @@ impl RawSettings {
                 .as_deref()
                 .unwrap_or("./spoki-sync.db"),
         );
+        let check_interval = c.duration(
+            "storage.check_interval",
+            &self.storage.check_interval,
+            "10s",
+        );
+        if check_interval.is_zero() {
+            c.problems
+                .push("storage.check_interval: must be above zero".into());
+        }
+        let wal_text = self.storage.wal_max_size.as_deref().unwrap_or("64MiB");
+        let wal_max_size = c
+            .take("storage.wal_max_size", parse_size(wal_text))
+            .unwrap_or(64 << 20);
+        let r = &self.storage.retention;
+        let retention = RetentionSettings {
+            rejects: c.duration("storage.retention.rejects", &r.rejects, "90d"),
+            commands: c.duration("storage.retention.commands", &r.commands, "30d"),
+            files: c.duration("storage.retention.files", &r.files, "90d"),
+            webhook_ids: c.duration("storage.retention.webhook_ids", &r.webhook_ids, "7d"),
+        };
+        // Senders retry within the signature tolerance (5 minutes): an id must outlive it.
+        if !retention.webhook_ids.is_zero() && retention.webhook_ids < Duration::from_secs(3600) {
+            c.problems.push(
+                "storage.retention.webhook_ids: must be at least 1h (or 0s: kept for ever),                  longer than any sender retries"
+                    .into(),
+            );
+        }
         let inbox = PathBuf::from(self.csv.inbox.as_deref().unwrap_or("./inbox"));
         let region_text = self.csv.default_region.as_deref().unwrap_or("IT");
         let default_region = c.take(
@@ -632,7 +690,13 @@ impl RawSettings {
                 timeout,
                 rate_limits,
             },
-            storage: StorageSettings { database },
+            storage: StorageSettings {
+                database,
+                check_interval,
+                wal_max_size,
+                retention,
+                allow_new_database: false,
+            },
             csv: CsvSettings {
                 inbox,
                 default_region,
@@ -679,6 +743,25 @@ fn parse_share(text: &str) -> Result<f64, String> {
     } else {
         Err(format!("{text:?} must be between 0% and 100%"))
     }
+}
+
+/// A size in bytes: `1048576`, `512KiB`, `64MiB`, `1GiB` (KB, MB, GB are read the same).
+fn parse_size(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    let split = t.find(|ch: char| !ch.is_ascii_digit()).unwrap_or(t.len());
+    let (digits, unit) = t.split_at(split);
+    let shift = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 0,
+        "k" | "kb" | "kib" => 10,
+        "m" | "mb" | "mib" => 20,
+        "g" | "gb" | "gib" => 30,
+        _ => return Err(format!("{text:?} is not a size like 64MiB")),
+    };
+    digits
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(1 << shift))
+        .ok_or_else(|| format!("{text:?} is not a size like 64MiB"))
 }
 
 /// Whether files can be created in `dir`: an existing folder is probed with a temporary file;
@@ -764,6 +847,32 @@ mod tests {
     }
 
     #[test]
+    fn storage_defaults_and_sizes() {
+        let s = Settings::from_toml("").expect("defaults");
+        assert_eq!(s.storage.retention.rejects, Duration::from_secs(90 * 86400));
+        assert_eq!(
+            s.storage.retention.commands,
+            Duration::from_secs(30 * 86400)
+        );
+        assert_eq!(s.storage.retention.files, Duration::from_secs(90 * 86400));
+        assert_eq!(
+            s.storage.retention.webhook_ids,
+            Duration::from_secs(7 * 86400)
+        );
+        assert_eq!(s.storage.wal_max_size, 64 << 20);
+        assert_eq!(parse_size("512KiB"), Ok(512 << 10));
+        assert_eq!(parse_size("1048576"), Ok(1 << 20));
+        assert!(parse_size("big").is_err());
+        let err = Settings::from_toml(
+            "[storage]\nwal_max_size = \"lots\"\n[storage.retention]\nwebhook_ids = \"1m\"\n",
+        )
+        .expect_err("bad");
+        let all = err.problems.join("\n");
+        assert!(all.contains("storage.wal_max_size"), "{all}");
+        assert!(all.contains("storage.retention.webhook_ids"), "{all}");
+    }
+
+    #[test]
     fn rate_limits_parse() {
         assert_eq!(RateLimit::parse("1/60s"), Ok(RateLimit::per_minute(1)));
         assert_eq!(
@@ -817,5 +926,21 @@ mod example_tests {
             defaults.commands.max_attempts
         );
         assert_eq!(example.log.filter, defaults.log.filter);
+        assert_eq!(
+            example.storage.check_interval,
+            defaults.storage.check_interval
+        );
+        assert_eq!(example.storage.wal_max_size, defaults.storage.wal_max_size);
+        assert_eq!(example.storage.retention, defaults.storage.retention);
+        for key in [
+            "check_interval",
+            "wal_max_size",
+            "rejects",
+            "commands",
+            "files",
+            "webhook_ids",
+        ] {
+            assert!(text.contains(&format!("\n{key} = ")), "{key} missing");
+        }
     }
 }

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use spoki_sync::admin::client::{AdminClient, CliOutcome};
 use spoki_sync::config::{LogFormat, Settings, resolve_path};
+use spoki_sync::store::StoreError;
 
 #[derive(Parser)]
 #[command(
@@ -25,6 +26,10 @@ enum Command {
     Run {
         #[arg(long)]
         config: Option<PathBuf>,
+        /// Start even though `<storage.database>.id` says another database was there (the
+        /// file was deleted, emptied or replaced): what was queued in the lost one is gone.
+        #[arg(long)]
+        allow_new_database: bool,
     },
     /// Check the configuration; exit 0, or 78 naming every bad key.
     CheckConfig {
@@ -150,11 +155,15 @@ fn load(config: Option<&std::path::Path>) -> Result<Settings, ExitCode> {
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Run { config } => {
-            let settings = match load(config.as_deref()) {
+        Command::Run {
+            config,
+            allow_new_database,
+        } => {
+            let mut settings = match load(config.as_deref()) {
                 Ok(s) => s,
                 Err(code) => return code,
             };
+            settings.storage.allow_new_database = allow_new_database;
             let log_hook = init_logging(&settings.log.filter, settings.log.format);
             if let Err(e) = settings.check_runnable() {
                 eprintln!("spoki-sync: {e}");
@@ -168,6 +177,10 @@ async fn main() -> ExitCode {
                     app
                 }
                 Err(e) => {
+                    if let Some(StoreError::Refused(why)) = e.downcast_ref::<StoreError>() {
+                        tracing::error!(error = %why, "refusing to start");
+                        return ExitCode::from(EX_CONFIG);
+                    }
                     tracing::error!(error = format!("{e:#}"), "cannot start");
                     return ExitCode::FAILURE;
                 }

@@ -330,11 +330,14 @@ async fn contacts(State(state): State<WebhookState>, headers: HeaderMap, body: B
         }
         Err(e) => {
             tracing::error!(error = %e, "cannot queue webhook contacts");
-            let why = if e.cannot_write() {
+            let why = if let StoreError::Halted(reason) = &e {
+                format!("not accepting input: {reason}; nothing was stored, retry later")
+            } else if e.cannot_write() {
                 "the database cannot be written (disk full or read-only); nothing was stored, \
                  retry later"
+                    .to_owned()
             } else {
-                "cannot store the contacts now; nothing was stored, retry"
+                "cannot store the contacts now; nothing was stored, retry".to_owned()
             };
             error(StatusCode::SERVICE_UNAVAILABLE, why)
         }

@@ -103,6 +103,12 @@ impl IntoResponse for ApiError {
 
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> ApiError {
+        if let StoreError::Halted(reason) = &e {
+            return ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("not accepting input: {reason}"),
+            );
+        }
         tracing::error!(error = %e, "admin API: database error");
         ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -143,8 +149,17 @@ async fn require_token(
     response
 }
 
-async fn healthz() -> Json<Value> {
-    Json(json!({"status": "ok"}))
+/// 200 `{"status":"ok"}`; 503 with the reason once the daemon stopped accepting input
+/// (its database was deleted, replaced or damaged).
+async fn healthz(State(state): State<AdminState>) -> Response {
+    match state.store.halted() {
+        None => Json(json!({"status": "ok"})).into_response(),
+        Some(reason) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"status": "halted", "error": reason})),
+        )
+            .into_response(),
+    }
 }
 
 async fn not_found() -> ApiError {
@@ -171,6 +186,7 @@ async fn prometheus(State(state): State<AdminState>) -> Result<Response, ApiErro
 }
 
 async fn status(State(state): State<AdminState>) -> Result<Json<Value>, ApiError> {
+    let halted = state.store.halted();
     let counts = state.store.status_counts().await?;
     let by_status = state.store.command_counts().await?;
     let count = |s: &str| {
@@ -223,6 +239,8 @@ async fn status(State(state): State<AdminState>) -> Result<Json<Value>, ApiError
         "recent_files": recent_files,
         "mirror_backlog": mirror_backlog,
         "deletes_held": held,
+        "accepting": halted.is_none(),
+        "halted_reason": halted,
     })))
 }
 

@@ -123,6 +123,11 @@ impl Inbox {
             self.settings = InboxSettings { root, ..live.get() };
         }
         let mut next = self.settings.rescan_interval;
+        if self.store.halted().is_some() {
+            // The database is gone or damaged (logged once where that was found): files
+            // stay where they are.
+            return Ok(next);
+        }
         let candidates = list_candidates(&self.settings.root);
         self.seen
             .retain(|p, _| candidates.iter().any(|c| &c.path == p));

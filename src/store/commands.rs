@@ -118,6 +118,7 @@ impl Store {
         params: &Value,
         request: &Value,
     ) -> Result<String, StoreError> {
+        self.accepting()?;
         let id = uuid::Uuid::new_v4().to_string();
         let now = now_rfc3339();
         sqlx::query(
@@ -299,7 +300,7 @@ impl Store {
         phones: &[String],
         spoki_id: Option<i64>,
     ) -> Result<(), StoreError> {
-        let mut tx = self.begin().await?;
+        let mut tx = self.begin_delivery().await?;
         for phone in phones {
             sqlx::query("DELETE FROM contact_state WHERE phone = ?")
                 .bind(phone)

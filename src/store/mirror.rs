@@ -11,8 +11,8 @@
 use std::collections::{BTreeMap, HashSet};
 
 use serde_json::Value;
-use sqlx::Row;
 use sqlx::sqlite::{SqliteConnection, SqliteRow};
+use sqlx::{Row, TypeInfo, ValueRef};
 
 use super::{Incoming, Store, StoreError, Tx, fields_json, now_rfc3339};
 use crate::config::ConflictWinner;
@@ -86,32 +86,69 @@ fn parse_custom(text: &str) -> Result<BTreeMap<String, String>, String> {
     Ok(out)
 }
 
-fn text(row: &SqliteRow, col: &str) -> Result<Option<String>, StoreError> {
-    let v: Option<String> = row.try_get(col)?;
-    Ok(v.map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()))
+/// One cell of a row another program wrote, read whatever its storage class: text as is, a
+/// number as its text; bytes (a BLOB) or text that is not UTF-8 are the reason it cannot be
+/// read. SQLite's column types do not stop a writer from storing bytes in a TEXT column.
+fn cell(row: &SqliteRow, col: &str) -> Result<Option<String>, String> {
+    let raw = row
+        .try_get_raw(col)
+        .map_err(|e| format!("cannot read {col}: {e}"))?;
+    if raw.is_null() {
+        return Ok(None);
+    }
+    let kind = raw.type_info().name().to_ascii_uppercase();
+    match kind.as_str() {
+        "INTEGER" => row.try_get::<i64, _>(col).map(|n| Some(n.to_string())),
+        "REAL" => row.try_get::<f64, _>(col).map(|n| Some(n.to_string())),
+        "BLOB" => return Err(format!("{col} is stored as bytes (a BLOB), not text")),
+        _ => row.try_get::<String, _>(col).map(Some),
+    }
+    .map_err(|_| format!("{col} is not valid UTF-8 text"))
+}
+
+/// `cell`, trimmed; blank is none.
+fn text(row: &SqliteRow, col: &str) -> Result<Option<String>, String> {
+    Ok(cell(row, col)?
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty()))
 }
 
 /// A mirror row as other programs left it: its fields, or why it cannot be sent.
-fn mirror_fields(row: &SqliteRow) -> Result<Result<ContactFields, String>, StoreError> {
-    let custom: String = row.try_get("custom_fields")?;
-    let custom_fields = match parse_custom(&custom) {
-        Ok(c) => c,
-        Err(reason) => return Ok(Err(reason)),
+fn mirror_fields(row: &SqliteRow) -> Result<ContactFields, String> {
+    let custom = cell(row, "custom_fields")?.unwrap_or_default();
+    let custom_fields = if custom.trim().is_empty() {
+        BTreeMap::new()
+    } else {
+        parse_custom(&custom)?
     };
     let email = match text(row, "email")? {
         Some(e) => match normalise::normalise_email(&e) {
             Some(ok) => Some(ok),
-            None => return Ok(Err(format!("email {e:?} is not a valid address"))),
+            None => return Err(format!("email {e:?} is not a valid address")),
         },
         None => None,
     };
-    Ok(Ok(ContactFields {
+    Ok(ContactFields {
         first_name: text(row, "first_name")?,
         last_name: text(row, "last_name")?,
         email,
         language: text(row, "language")?,
         custom_fields,
-    }))
+    })
+}
+
+/// A journaled phone that is not UTF-8 text: how it is shown in its reject, and why.
+fn unreadable_phone(kind: &str, raw: &[u8]) -> (String, String) {
+    let hex: String = raw.iter().map(|b| format!("{b:02X}")).collect();
+    let shown = format!("X'{hex}'");
+    let reason = match (kind, std::str::from_utf8(raw)) {
+        ("blob", Ok(text)) => format!(
+            "phone is stored as bytes (a BLOB holding {text:?}), not text: write it as TEXT"
+        ),
+        ("blob", Err(_)) => "phone is stored as bytes (a BLOB), not text".to_owned(),
+        _ => "phone is not valid UTF-8 text".to_owned(),
+    };
+    (shown, reason)
 }
 
 pub(super) async fn read_base(
@@ -144,12 +181,15 @@ pub(super) async fn read_mirror(
     .fetch_optional(&mut *conn)
     .await?;
     let Some(row) = row else { return Ok(None) };
-    let custom: String = row.try_get("custom_fields")?;
+    // A cell that cannot be read (bytes where text belongs) counts as empty, like a broken
+    // custom_fields: the merge then writes the agreed value over it.
+    let read = |col: &str| text(&row, col).ok().flatten();
+    let custom = read("custom_fields").unwrap_or_default();
     Ok(Some(ContactFields {
-        first_name: text(&row, "first_name")?,
-        last_name: text(&row, "last_name")?,
-        email: text(&row, "email")?,
-        language: text(&row, "language")?,
+        first_name: read("first_name"),
+        last_name: read("last_name"),
+        email: read("email"),
+        language: read("language"),
         custom_fields: parse_custom(&custom).unwrap_or_default(),
     }))
 }
@@ -205,11 +245,15 @@ impl Store {
     /// A write transaction whose changes to the mirror are not journaled. Finish it with
     /// `commit_quiet`.
     pub async fn begin_quiet(&self) -> Result<Tx, StoreError> {
-        let mut tx = self.begin().await?;
-        sqlx::query("INSERT OR IGNORE INTO mirror_quiet (k) VALUES (1)")
-            .execute(&mut *tx)
-            .await?;
-        Ok(tx)
+        let tx = self.begin().await?;
+        quiet(tx).await
+    }
+
+    /// `begin_quiet` for recording what Spoki already did (acknowledgements, deletions
+    /// carried out): allowed while input is refused, like `begin_delivery`.
+    pub(crate) async fn begin_quiet_delivery(&self) -> Result<Tx, StoreError> {
+        let tx = self.begin_delivery().await?;
+        quiet(tx).await
     }
 
     pub async fn commit_quiet(mut tx: Tx) -> Result<(), StoreError> {
@@ -228,17 +272,21 @@ impl Store {
         propagate_deletes: bool,
         max_delete_share: f64,
     ) -> Result<PollOutcome, StoreError> {
+        // Halted: the poller stops (the halt was logged once, where it was decided).
         // Most polls find nothing: look before taking the write lock.
-        if self.mirror_backlog().await? == 0 {
+        if self.halted().is_some() || self.mirror_backlog().await? == 0 {
             return Ok(PollOutcome::default());
         }
         let mut tx = self.begin().await?;
-        let entries: Vec<(i64, String)> =
-            sqlx::query_as("SELECT seq, phone FROM mirror_changes ORDER BY seq LIMIT ?")
-                .bind(batch)
-                .fetch_all(&mut *tx)
-                .await?;
-        let Some(max_seq) = entries.last().map(|(seq, _)| *seq) else {
+        // The phone as bytes with its storage class: a writer may have stored a BLOB.
+        let entries: Vec<(i64, Vec<u8>, String)> = sqlx::query_as(
+            "SELECT seq, CAST(phone AS BLOB), typeof(phone) FROM mirror_changes \
+             ORDER BY seq LIMIT ?",
+        )
+        .bind(batch)
+        .fetch_all(&mut *tx)
+        .await?;
+        let Some(max_seq) = entries.last().map(|(seq, _, _)| *seq) else {
             return Ok(PollOutcome::default());
         };
         let mut out = PollOutcome {
@@ -248,7 +296,30 @@ impl Store {
         let mut seen = HashSet::new();
         let mut edits: Vec<(Phone, String, ContactFields)> = Vec::new();
         let mut deletions: Vec<(String, Option<i64>)> = Vec::new();
-        for (_, phone_text) in entries {
+        for (_, raw, kind) in entries {
+            let phone_text = match (kind.as_str(), String::from_utf8(raw)) {
+                ("text", Ok(text)) => text,
+                (_, read) => {
+                    let raw = read.map_or_else(|e| e.into_bytes(), String::into_bytes);
+                    let (shown, reason) = unreadable_phone(&kind, &raw);
+                    if !seen.insert(shown.clone()) {
+                        continue;
+                    }
+                    let (present,): (i64,) = sqlx::query_as(
+                        "SELECT EXISTS (SELECT 1 FROM contacts WHERE CAST(phone AS BLOB) = ? \
+                         AND typeof(phone) = ?)",
+                    )
+                    .bind(&raw)
+                    .bind(&kind)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                    if present != 0 {
+                        Store::insert_reject(&mut tx, "mirror", &shown, &shown, &reason).await?;
+                        out.rejected += 1;
+                    }
+                    continue;
+                }
+            };
             if !seen.insert(phone_text.clone()) {
                 continue;
             }
@@ -279,7 +350,7 @@ impl Store {
                     continue;
                 }
             };
-            match mirror_fields(&row)?.and_then(|f| {
+            match mirror_fields(&row).and_then(|f| {
                 normalise::check_sizes(&f)
                     .map(|()| f)
                     .map_err(|e| e.to_string())
@@ -452,7 +523,7 @@ impl Store {
         if missing.is_empty() {
             return Ok((0, false));
         }
-        let mut tx = self.begin().await?;
+        let mut tx = self.begin_delivery().await?;
         let held = hold_deletes(&mut tx, TO_MIRROR, missing.len(), max_delete_share).await?;
         let state = if held { "held" } else { "ready" };
         for phone in &missing {
@@ -484,7 +555,7 @@ impl Store {
 
     /// A deletion done: the contact leaves the mirror, the base and the delete queue.
     pub async fn finish_delete(&self, phone: &str, direction: &str) -> Result<(), StoreError> {
-        let mut tx = self.begin_quiet().await?;
+        let mut tx = self.begin_quiet_delivery().await?;
         forget_everywhere(&mut tx, phone).await?;
         sqlx::query("DELETE FROM deletes WHERE phone = ? AND direction = ?")
             .bind(phone)
@@ -503,7 +574,7 @@ impl Store {
         direction: &str,
         reason: &str,
     ) -> Result<(), StoreError> {
-        let mut tx = self.begin().await?;
+        let mut tx = self.begin_delivery().await?;
         sqlx::query("DELETE FROM deletes WHERE phone = ? AND direction = ?")
             .bind(phone)
             .bind(direction)
@@ -583,6 +654,13 @@ impl Store {
             .await?;
         Ok(n)
     }
+}
+
+async fn quiet(mut tx: Tx) -> Result<Tx, StoreError> {
+    sqlx::query("INSERT OR IGNORE INTO mirror_quiet (k) VALUES (1)")
+        .execute(&mut *tx)
+        .await?;
+    Ok(tx)
 }
 
 /// Whether a cycle's `count` deletions in `direction` must wait for confirmation: more than

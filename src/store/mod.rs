@@ -2,6 +2,7 @@
 //! acknowledged, the outbox, file checkpoints and rejects. Migrations are embedded.
 
 mod commands;
+pub mod maintenance;
 mod mirror;
 #[cfg(test)]
 mod model_tests;
@@ -9,6 +10,7 @@ mod outbox;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use sqlx::sqlite::{
@@ -35,6 +37,15 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("unexpected data in the database: {0}")]
     Corrupt(String),
+    /// The database file was deleted or replaced, or its schema is damaged beyond repair:
+    /// new input is refused (see `Store::halt`).
+    #[error("not accepting input: {0}")]
+    Halted(String),
+    /// `run` will not start over this database (see `Store::open_checked`).
+    #[error("{0}")]
+    Refused(String),
+    #[error("{0}")]
+    File(String),
 }
 
 impl StoreError {
@@ -42,6 +53,9 @@ impl StoreError {
     /// folder is read-only (SQLITE_READONLY, SQLITE_CANTOPEN on a write, I/O errors). Input
     /// is then left where it is, to be taken once writes work again.
     pub fn cannot_write(&self) -> bool {
+        if matches!(self, StoreError::Halted(_)) {
+            return true;
+        }
         let StoreError::Db(sqlx::Error::Database(e)) = self else {
             return false;
         };
@@ -62,6 +76,8 @@ pub fn now_ms() -> i64 {
 #[derive(Clone, Debug)]
 pub struct Store {
     pool: SqlitePool,
+    /// Why new input is refused, once it is (shared by every clone).
+    halted: Arc<Mutex<Option<String>>>,
 }
 
 /// One contact an input wants Spoki to hold, with the key its rejects and logs name it by
@@ -184,23 +200,41 @@ fn placeholders(n: usize) -> String {
 
 impl Store {
     /// Opens (creating it if needed) and migrates the database.
+    ///
+    /// The file is created here, mode 0600, before SQLite sees it: SQLite gives the `-wal`
+    /// and `-shm` files the database's mode, so none of them is readable by others whatever
+    /// the umask. Connections never create the file: one opened after the file was deleted
+    /// fails instead of starting an empty database at the path, and they are kept for the
+    /// whole run, on the file opened at start (`maintenance::FileWatch` checks it is still
+    /// there).
     pub async fn open(path: &Path) -> Result<Store, StoreError> {
+        maintenance::create_private(path).map_err(StoreError::File)?;
         let opts = SqliteConnectOptions::new()
             .filename(path)
-            .create_if_missing(true)
+            .create_if_missing(false)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(Duration::from_secs(60))
-            .foreign_keys(true);
+            .foreign_keys(true)
+            // A checkpoint that resets the WAL also cuts it back to this size.
+            .pragma(
+                "journal_size_limit",
+                maintenance::JOURNAL_SIZE_LIMIT.to_string(),
+            );
         let pool = SqlitePoolOptions::new()
             // Inbox, batcher, command worker, mirror poller, puller and deleter, the admin API
             // and the webhook receiver each need one at times; writers wait on the lock, not
             // on the pool.
             .max_connections(8)
+            .idle_timeout(None)
+            .max_lifetime(None)
             .connect_with(opts)
             .await?;
         sqlx::migrate!("./migrations").run(&pool).await?;
-        Ok(Store { pool })
+        Ok(Store {
+            pool,
+            halted: Arc::default(),
+        })
     }
 
     /// Opens an existing database read-only (for `plan`); `None` when there is none yet.
@@ -221,7 +255,10 @@ impl Store {
         )
         .fetch_optional(&pool)
         .await?;
-        Ok(migrated.map(|_| Store { pool }))
+        Ok(migrated.map(|_| Store {
+            pool,
+            halted: Arc::default(),
+        }))
     }
 
     pub fn pool(&self) -> &SqlitePool {
@@ -231,8 +268,45 @@ impl Store {
     /// Starts a write transaction. `BEGIN IMMEDIATE` takes the write lock up front: a deferred
     /// transaction that reads first and then writes gets SQLITE_BUSY at once in WAL mode when
     /// another writer committed in between (the busy timeout does not apply to that case).
+    ///
+    /// Refused once the store is halted: every path that takes new input (inbox, webhooks,
+    /// mirror poll, commands) starts here, so none of them can accept into a database that
+    /// is gone.
     pub async fn begin(&self) -> Result<Tx, StoreError> {
+        self.accepting()?;
+        self.begin_delivery().await
+    }
+
+    /// `begin` for recording what was already accepted or already happened in Spoki
+    /// (claims, acknowledgements, releases, rejects from Spoki, command outcomes): still
+    /// allowed once halted, so what was accepted before keeps reaching Spoki.
+    pub(crate) async fn begin_delivery(&self) -> Result<Tx, StoreError> {
         Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
+    }
+
+    /// Stops taking input for good (until a restart). Returns false when it already was.
+    pub fn halt(&self, reason: &str) -> bool {
+        let mut halted = self.halted.lock().unwrap_or_else(|p| p.into_inner());
+        if halted.is_some() {
+            return false;
+        }
+        *halted = Some(reason.to_owned());
+        true
+    }
+
+    /// Why input is refused, if it is.
+    pub fn halted(&self) -> Option<String> {
+        self.halted
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    fn accepting(&self) -> Result<(), StoreError> {
+        match self.halted() {
+            Some(reason) => Err(StoreError::Halted(reason)),
+            None => Ok(()),
+        }
     }
 
     pub async fn close(&self) {
@@ -666,7 +740,7 @@ impl Store {
     /// Marks this run as started; returns whether the previous one ended without a clean stop
     /// (its mark is still there): a crash or `kill -9`.
     pub async fn begin_run(&self) -> Result<bool, StoreError> {
-        let mut tx = self.begin().await?;
+        let mut tx = self.begin_delivery().await?;
         let (crashed,): (i64,) =
             sqlx::query_as("SELECT EXISTS (SELECT 1 FROM meta WHERE key = 'running')")
                 .fetch_one(&mut *tx)

@@ -76,7 +76,7 @@ impl Store {
         single_route: bool,
         limit: i64,
     ) -> Result<Vec<OutboxRow>, StoreError> {
-        let mut tx = self.begin().await?;
+        let mut tx = self.begin_delivery().await?;
         // Columns are read by name, so `o.*` serves `outbox_row`.
         let sql = format!("SELECT o.* {ELIGIBLE} ORDER BY o.id LIMIT ?");
         let rows = sqlx::query(AssertSqlSafe(sql))
@@ -140,7 +140,7 @@ impl Store {
         spoki_ids: &HashMap<Phone, i64>,
         partly: &[(OutboxRow, String)],
     ) -> Result<(), StoreError> {
-        let mut tx = self.begin_quiet().await?;
+        let mut tx = self.begin_quiet_delivery().await?;
         for (row, reason) in partly {
             // Only while the row is still queued: settling twice records once.
             let (queued,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM outbox WHERE id = ?")
@@ -216,7 +216,7 @@ impl Store {
         count_attempt: bool,
         single_route: bool,
     ) -> Result<(), StoreError> {
-        let mut tx = self.begin().await?;
+        let mut tx = self.begin_delivery().await?;
         for row in rows {
             release_one(
                 &mut tx,
@@ -234,7 +234,7 @@ impl Store {
 
     /// Spoki refused these rows for good: they become rejects with Spoki's reason.
     pub async fn reject(&self, rows: &[(OutboxRow, String)]) -> Result<(), StoreError> {
-        let mut tx = self.begin().await?;
+        let mut tx = self.begin_delivery().await?;
         for (row, reason) in rows {
             // Only a row still queued becomes a reject, so recording twice records once.
             let deleted = sqlx::query("DELETE FROM outbox WHERE id = ?")

@@ -4,6 +4,7 @@
 mod catalogue;
 mod chaos;
 mod commands;
+mod database;
 mod helpers;
 mod inbox;
 mod mirror;
