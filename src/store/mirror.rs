@@ -413,9 +413,7 @@ impl Store {
     ) -> Result<MergeOutcome, StoreError> {
         let mut out = MergeOutcome::default();
         let mut tx = self.begin_quiet().await?;
-        let phones: Vec<Phone> = contacts.iter().map(|c| c.phone).collect();
-        let known = Store::known(&mut tx, ListId::NONE, &phones).await?;
-        let mut codes = Vec::new();
+        let mut to_spoki = Vec::new();
         for c in contacts {
             let phone = c.phone.to_string();
             let held_delete: Option<(i64,)> =
@@ -465,25 +463,17 @@ impl Store {
                 strip_pending(&mut tx, &phone, &merged.conflicts).await?;
             }
             if !merged.to_spoki.is_empty() {
-                let k = known.get(&c.phone).cloned().unwrap_or_default();
-                let write = diff::changes(&merged.base, &merged.to_spoki);
-                if !write.is_empty() {
-                    codes.extend(write.custom_fields.keys().map(|c| (c.clone(), c.clone())));
-                    Store::put_pending(
-                        &mut tx,
-                        c.phone,
-                        ListId::NONE,
-                        &write,
-                        k.pending_here.as_ref(),
-                        "merge",
-                        &phone,
-                    )
-                    .await?;
-                    out.queued += 1;
-                }
+                to_spoki.push(Incoming {
+                    phone: c.phone,
+                    fields: merged.to_spoki,
+                    key: phone,
+                });
             }
         }
-        Store::want_custom_fields(&mut tx, &codes).await?;
+        // The values the mirror won go the way every input goes (after the state rows above,
+        // so they are diffed against the merged base plus what is queued).
+        let done = Store::enqueue_changes(&mut tx, "merge", ListId::NONE, to_spoki).await?;
+        out.queued += done.queued();
         Store::commit_quiet(tx).await?;
         Ok(out)
     }
