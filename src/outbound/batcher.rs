@@ -23,7 +23,7 @@ use crate::config::Settings;
 use crate::domain::{Contact, ListId, Phone};
 use crate::spoki::actions::Action;
 use crate::spoki::{ContactPayload, SpokiClient, SpokiError};
-use crate::store::{OutboxRow, Store, StoreError, now_ms};
+use crate::store::{FieldStatus, OutboxRow, Release, Route, Store, StoreError, now_ms};
 
 pub const BULK_MAX: usize = 500;
 pub const BULK: Action = Action::BulkSyncContacts;
@@ -208,14 +208,14 @@ impl Batcher {
         // Bulk: a real backlog.
         let waiting = self
             .store
-            .count_eligible(ListId::NONE, false, BULK_MAX as i64 + 1)
+            .count_eligible(ListId::NONE, Route::Any, BULK_MAX as i64 + 1)
             .await? as usize;
         if waiting > settings.single_max_pending
             && self
                 .try_launch(
                     in_flight,
                     Request::Bulk,
-                    &[false],
+                    &[Route::Any],
                     BULK_MAX as i64,
                     &failed_codes,
                     &mut wait,
@@ -227,11 +227,11 @@ impl Batcher {
 
         // Lists; rows of a list batch Spoki refused without naming them go alone.
         for list in self.store.pending_lists().await? {
-            let (routes, limit): (&[bool], i64) =
-                if self.store.count_eligible(list, false, 1).await? > 0 {
-                    (&[false], BULK_MAX as i64)
-                } else if self.store.count_eligible(list, true, 1).await? > 0 {
-                    (&[true], 1)
+            let (routes, limit): (&[Route], i64) =
+                if self.store.count_eligible(list, Route::Any, 1).await? > 0 {
+                    (&[Route::Any], BULK_MAX as i64)
+                } else if self.store.count_eligible(list, Route::Single, 1).await? > 0 {
+                    (&[Route::Single], 1)
                 } else {
                     continue;
                 };
@@ -253,9 +253,17 @@ impl Batcher {
         }
 
         // One by one: rows whose batch Spoki refused without naming them, or few waiting.
-        let refused = self.store.count_eligible(ListId::NONE, true, 1).await? > 0;
+        let refused = self
+            .store
+            .count_eligible(ListId::NONE, Route::Single, 1)
+            .await?
+            > 0;
         let few = waiting > 0 && waiting <= settings.single_max_pending;
-        let routes: &[bool] = if few { &[true, false] } else { &[true] };
+        let routes: &[Route] = if few {
+            &[Route::Single, Route::Any]
+        } else {
+            &[Route::Single]
+        };
         if (refused || few)
             && self
                 .try_launch(
@@ -287,7 +295,7 @@ impl Batcher {
         &self,
         in_flight: &mut JoinSet<()>,
         request: Request,
-        routes: &[bool],
+        routes: &[Route],
         limit: i64,
         failed_codes: &HashMap<String, String>,
         wait: &mut Duration,
@@ -299,8 +307,8 @@ impl Batcher {
                 return Ok(false);
             }
         };
-        for &single in routes {
-            let rows = self.store.claim(request.list(), single, limit).await?;
+        for &route in routes {
+            let rows = self.store.claim(request.list(), route, limit).await?;
             if !rows.is_empty() {
                 self.launch(in_flight, slot, request, rows, failed_codes)
                     .await?;
@@ -446,7 +454,7 @@ impl Batcher {
             Sent::Throttled { .. } => {
                 bump(&self.stats.throttled, 1);
                 self.store
-                    .release(rows, 0, Some("429 Too Many Requests"), false, false)
+                    .release(rows, Release::now().because("429 Too Many Requests"))
                     .await?;
             }
             Sent::Refused { status: 400, body } => {
@@ -486,10 +494,9 @@ impl Batcher {
                 self.store
                     .release(
                         rows,
-                        now_ms() + delay.as_millis() as i64,
-                        Some(&text),
-                        true,
-                        false,
+                        Release::now()
+                            .because(&text)
+                            .failed_until(now_ms() + delay.as_millis() as i64),
                     )
                     .await?;
             }
@@ -542,19 +549,20 @@ impl Batcher {
                 );
                 bump(&self.stats.rejected, bad.len() as u64);
                 self.store.reject(&bad).await?;
-                return self.store.release(&good, 0, None, false, false).await;
+                return self.store.release(&good, Release::now()).await;
             }
             return self
                 .store
-                .release(&good, 0, Some("batch refused"), false, true)
+                .release(&good, Release::now().because("batch refused").one_by_one())
                 .await;
         }
         tracing::warn!(
             contacts = rows.len(),
             "Spoki refused a batch without naming rows; sending them one by one"
         );
+        let reason = body.to_string();
         self.store
-            .release(rows, 0, Some(&body.to_string()), false, true)
+            .release(rows, Release::now().because(&reason).one_by_one())
             .await
     }
 
@@ -562,7 +570,10 @@ impl Batcher {
     /// off, marks the ones Spoki lacks as refused). Returns when to come back if a budget is
     /// not free; only the rows that carry a waiting code wait meanwhile.
     async fn ensure_custom_fields(&self, create: bool) -> Result<Option<Duration>, StoreError> {
-        let wanted = self.store.custom_fields_with_status("wanted").await?;
+        let wanted = self
+            .store
+            .custom_fields_with_status(FieldStatus::Wanted)
+            .await?;
         if wanted.is_empty() {
             return Ok(None);
         }
@@ -584,7 +595,7 @@ impl Batcher {
                         for f in &p.results {
                             if wanted.iter().any(|(c, _)| c == &f.code) {
                                 self.store
-                                    .set_custom_field_status(&f.code, "exists", None)
+                                    .set_custom_field_status(&f.code, FieldStatus::Exists, None)
                                     .await?;
                             }
                         }
@@ -598,12 +609,16 @@ impl Batcher {
             }
             self.fields_listed.store(true, Ordering::Relaxed);
         }
-        for (code, label) in self.store.custom_fields_with_status("wanted").await? {
+        for (code, label) in self
+            .store
+            .custom_fields_with_status(FieldStatus::Wanted)
+            .await?
+        {
             if !create {
                 let reason = "not in Spoki, and csv.create_custom_fields is off";
                 tracing::warn!(code, reason, "custom field values will not be sent");
                 self.store
-                    .set_custom_field_status(&code, "failed", Some(reason))
+                    .set_custom_field_status(&code, FieldStatus::Failed, Some(reason))
                     .await?;
                 continue;
             }
@@ -622,7 +637,7 @@ impl Batcher {
                 Sent::Done(()) | Sent::Garbled { .. } => {
                     tracing::info!(code, "created custom field in Spoki");
                     self.store
-                        .set_custom_field_status(&code, "exists", None)
+                        .set_custom_field_status(&code, FieldStatus::Exists, None)
                         .await?;
                 }
                 // Only a 400 is about the field itself; 401/403/404 are the account's or the
@@ -631,7 +646,7 @@ impl Batcher {
                     let text = body.to_string();
                     if text.contains("exist") || text.contains("unique") {
                         self.store
-                            .set_custom_field_status(&code, "exists", None)
+                            .set_custom_field_status(&code, FieldStatus::Exists, None)
                             .await?;
                     } else {
                         tracing::warn!(
@@ -640,7 +655,7 @@ impl Batcher {
                             "Spoki refused a custom field; its values will not be sent"
                         );
                         self.store
-                            .set_custom_field_status(&code, "failed", Some(&text))
+                            .set_custom_field_status(&code, FieldStatus::Failed, Some(&text))
                             .await?;
                     }
                 }

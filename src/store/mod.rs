@@ -21,7 +21,7 @@ use sqlx::{AssertSqlSafe, Row, SqlitePool};
 
 pub use commands::{CommandRecord, DueCommand, Outcome, STATUSES};
 pub use mirror::{MergeOutcome, PendingDelete, PollOutcome, SpokiContact, TO_MIRROR, TO_SPOKI};
-pub use outbox::OutboxRow;
+pub use outbox::{OutboxRow, Release, Route};
 
 pub use crate::diff::Known;
 
@@ -78,6 +78,27 @@ pub struct Store {
     pool: SqlitePool,
     /// Why new input is refused, once it is (shared by every clone).
     halted: Arc<Mutex<Option<String>>>,
+}
+
+/// Where a custom-field code stands with Spoki.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FieldStatus {
+    /// Used by queued contacts, not yet known to exist in Spoki: their rows wait.
+    Wanted,
+    /// Spoki has it.
+    Exists,
+    /// Spoki refused to create it (or lacks it while creation is off): values are not sent.
+    Failed,
+}
+
+impl FieldStatus {
+    fn as_str(self) -> &'static str {
+        match self {
+            FieldStatus::Wanted => "wanted",
+            FieldStatus::Exists => "exists",
+            FieldStatus::Failed => "failed",
+        }
+    }
 }
 
 /// One contact an input wants Spoki to hold, with the key its rejects and logs name it by
@@ -605,13 +626,14 @@ impl Store {
         Ok(())
     }
 
+    /// (code, label) of the custom fields in `status`.
     pub async fn custom_fields_with_status(
         &self,
-        status: &str,
+        status: FieldStatus,
     ) -> Result<Vec<(String, String)>, StoreError> {
         Ok(
             sqlx::query_as("SELECT code, label FROM custom_fields WHERE status = ? ORDER BY code")
-                .bind(status)
+                .bind(status.as_str())
                 .fetch_all(&self.pool)
                 .await?,
         )
@@ -630,11 +652,11 @@ impl Store {
     pub async fn set_custom_field_status(
         &self,
         code: &str,
-        status: &str,
+        status: FieldStatus,
         reason: Option<&str>,
     ) -> Result<(), StoreError> {
         sqlx::query("UPDATE custom_fields SET status = ?, reason = ? WHERE code = ?")
-            .bind(status)
+            .bind(status.as_str())
             .bind(reason)
             .bind(code)
             .execute(&self.pool)

@@ -11,7 +11,7 @@ use proptest::prelude::*;
 
 use crate::diff;
 use crate::domain::{ContactFields, ListId, Phone};
-use crate::store::{OutboxRow, Store};
+use crate::store::{OutboxRow, Release, Route, Store};
 
 #[derive(Clone, Debug)]
 enum Op {
@@ -144,7 +144,7 @@ async fn run(ops: Vec<Op>) {
             }
             Op::Claim { n } => {
                 let rows = store
-                    .claim(ListId::NONE, false, n as i64)
+                    .claim(ListId::NONE, Route::Any, n as i64)
                     .await
                     .expect("claim");
                 let mut seen = std::collections::HashSet::new();
@@ -169,7 +169,7 @@ async fn run(ops: Vec<Op>) {
             Op::Fail { index } if !open.is_empty() => {
                 let rows = open.remove(index % open.len());
                 store
-                    .release(&rows, 0, Some("503"), true, false)
+                    .release(&rows, Release::now().because("503").failed_until(0))
                     .await
                     .expect("release");
             }
@@ -186,7 +186,10 @@ async fn run(ops: Vec<Op>) {
         answer(&store, &mut spoki, &rows).await;
     }
     loop {
-        let rows = store.claim(ListId::NONE, false, 500).await.expect("claim");
+        let rows = store
+            .claim(ListId::NONE, Route::Any, 500)
+            .await
+            .expect("claim");
         if rows.is_empty() {
             break;
         }

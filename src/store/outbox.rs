@@ -37,6 +37,70 @@ fn outbox_row(row: &SqliteRow) -> Result<OutboxRow, StoreError> {
     })
 }
 
+/// Which requests a pending row may go in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Route {
+    /// A bulk, list or single request, whichever the batcher picks.
+    Any,
+    /// Only alone (Create or Update Contact): its batch was refused without naming rows.
+    Single,
+}
+
+impl Route {
+    fn as_str(self) -> &'static str {
+        match self {
+            Route::Any => "any",
+            Route::Single => "single",
+        }
+    }
+}
+
+/// How in-flight rows go back to wait: when, why, whether the attempt counts as a failure,
+/// and which route they may take next.
+#[derive(Clone, Copy, Debug)]
+pub struct Release<'a> {
+    pub not_before_ms: i64,
+    pub error: Option<&'a str>,
+    /// The attempt failed (5xx, timeout); a 429 or a crash is no failure of the rows.
+    pub failed: bool,
+    pub route: Route,
+}
+
+impl<'a> Release<'a> {
+    /// Back to pending at once, nothing counted, any route.
+    pub fn now() -> Release<'a> {
+        Release {
+            not_before_ms: 0,
+            error: None,
+            failed: false,
+            route: Route::Any,
+        }
+    }
+
+    pub fn because(self, error: &'a str) -> Release<'a> {
+        Release {
+            error: Some(error),
+            ..self
+        }
+    }
+
+    /// A failed attempt, retried no sooner than `not_before_ms`.
+    pub fn failed_until(self, not_before_ms: i64) -> Release<'a> {
+        Release {
+            not_before_ms,
+            failed: true,
+            ..self
+        }
+    }
+
+    pub fn one_by_one(self) -> Release<'a> {
+        Release {
+            route: Route::Single,
+            ..self
+        }
+    }
+}
+
 const COLUMNS: &str = "id, phone, list_id, first_name, last_name, email, language, custom_fields, \
                        source, source_key, attempts";
 
@@ -55,13 +119,13 @@ impl Store {
     pub async fn count_eligible(
         &self,
         list: ListId,
-        single_route: bool,
+        route: Route,
         cap: i64,
     ) -> Result<i64, StoreError> {
         let sql = format!("SELECT COUNT(*) FROM (SELECT 1 {ELIGIBLE} LIMIT ?)");
         let (n,): (i64,) = sqlx::query_as(AssertSqlSafe(sql))
             .bind(list.0)
-            .bind(route(single_route))
+            .bind(route.as_str())
             .bind(now_ms())
             .bind(cap)
             .fetch_one(&self.pool)
@@ -73,7 +137,7 @@ impl Store {
     pub async fn claim(
         &self,
         list: ListId,
-        single_route: bool,
+        route: Route,
         limit: i64,
     ) -> Result<Vec<OutboxRow>, StoreError> {
         let mut tx = self.begin_delivery().await?;
@@ -81,7 +145,7 @@ impl Store {
         let sql = format!("SELECT o.* {ELIGIBLE} ORDER BY o.id LIMIT ?");
         let rows = sqlx::query(AssertSqlSafe(sql))
             .bind(list.0)
-            .bind(route(single_route))
+            .bind(route.as_str())
             .bind(now_ms())
             .bind(limit)
             .fetch_all(&mut *tx)
@@ -208,25 +272,10 @@ impl Store {
 
     /// Puts in-flight rows back to wait until `not_before_ms`. A newer pending row for the same
     /// contact absorbs the old values it does not override, so order and values hold.
-    pub async fn release(
-        &self,
-        rows: &[OutboxRow],
-        not_before_ms: i64,
-        error: Option<&str>,
-        count_attempt: bool,
-        single_route: bool,
-    ) -> Result<(), StoreError> {
+    pub async fn release(&self, rows: &[OutboxRow], how: Release<'_>) -> Result<(), StoreError> {
         let mut tx = self.begin_delivery().await?;
         for row in rows {
-            release_one(
-                &mut tx,
-                row,
-                not_before_ms,
-                error,
-                count_attempt,
-                single_route,
-            )
-            .await?;
+            release_one(&mut tx, row, how).await?;
         }
         tx.commit().await?;
         Ok(())
@@ -266,7 +315,7 @@ impl Store {
         .fetch_all(&self.pool)
         .await?;
         let rows: Vec<OutboxRow> = rows.iter().map(outbox_row).collect::<Result<_, _>>()?;
-        self.release(&rows, 0, None, false, false).await?;
+        self.release(&rows, Release::now()).await?;
         Ok(rows)
     }
 
@@ -278,18 +327,17 @@ impl Store {
     }
 }
 
-fn route(single: bool) -> &'static str {
-    if single { "single" } else { "any" }
-}
-
 async fn release_one(
     conn: &mut SqliteConnection,
     row: &OutboxRow,
-    not_before_ms: i64,
-    error: Option<&str>,
-    count_attempt: bool,
-    single_route: bool,
+    how: Release<'_>,
 ) -> Result<(), StoreError> {
+    let Release {
+        not_before_ms,
+        error,
+        failed: count_attempt,
+        route,
+    } = how;
     // Releasing twice must change nothing: only a row still in flight goes back.
     let (in_flight,): (i64,) =
         sqlx::query_as("SELECT COUNT(*) FROM outbox WHERE id = ? AND state = 'inflight'")
@@ -309,7 +357,7 @@ async fn release_one(
     .bind(row.id)
     .fetch_optional(&mut *conn)
     .await?;
-    let route_value = route(single_route);
+    let route_value = route.as_str();
     match newer {
         Some(newer) => {
             let newer = outbox_row(&newer)?;
@@ -382,7 +430,10 @@ mod tests {
         .await
         .expect("queue");
         tx.commit().await.expect("commit");
-        let rows = store.claim(ListId::NONE, false, 10).await.expect("claim");
+        let rows = store
+            .claim(ListId::NONE, Route::Any, 10)
+            .await
+            .expect("claim");
         assert_eq!(rows.len(), 1);
         (store, rows[0].clone())
     }
@@ -393,11 +444,17 @@ mod tests {
         let (store, row) = store_with_one_row(dir.path()).await;
         for _ in 0..2 {
             store
-                .release(std::slice::from_ref(&row), 0, Some("503"), true, false)
+                .release(
+                    std::slice::from_ref(&row),
+                    Release::now().because("503").failed_until(0),
+                )
                 .await
                 .expect("release");
         }
-        let again = store.claim(ListId::NONE, false, 10).await.expect("claim");
+        let again = store
+            .claim(ListId::NONE, Route::Any, 10)
+            .await
+            .expect("claim");
         assert_eq!(again.len(), 1, "the row must survive a repeated release");
         assert_eq!(again[0].attempts, 1, "the attempt is counted once");
         assert_eq!(again[0].fields.first_name.as_deref(), Some("Anna"));
