@@ -13,6 +13,7 @@ pub mod ingest;
 pub mod live;
 pub mod merge;
 pub mod mirror;
+pub mod mirror_rules;
 pub mod normalise;
 pub mod outbound;
 pub mod plan;

@@ -8,9 +8,8 @@
 //! - `contact_state` is the base both sides last agreed on; `merge::three_way` decides per
 //!   field what each side ends with.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 
-use serde_json::Value;
 use sqlx::sqlite::{SqliteConnection, SqliteRow};
 use sqlx::{Row, TypeInfo, ValueRef};
 
@@ -19,6 +18,7 @@ use crate::config::ConflictWinner;
 use crate::diff;
 use crate::domain::{ContactFields, ListId, Phone};
 use crate::merge::{self, Conflict};
+use crate::mirror_rules::{self, DeleteCycle, MirrorCells};
 use crate::normalise;
 
 /// What a poll of the mirror journal did.
@@ -62,30 +62,6 @@ pub struct PendingDelete {
 pub const TO_SPOKI: &str = "to_spoki";
 pub const TO_MIRROR: &str = "to_mirror";
 
-/// A mirror row's `custom_fields`: a JSON object of code → string (numbers and booleans are
-/// taken as their text).
-fn parse_custom(text: &str) -> Result<BTreeMap<String, String>, String> {
-    let value: Value =
-        serde_json::from_str(text).map_err(|e| format!("custom_fields is not valid JSON ({e})"))?;
-    let Value::Object(map) = value else {
-        return Err("custom_fields is not a JSON object".to_owned());
-    };
-    let mut out = BTreeMap::new();
-    for (code, v) in map {
-        let text = match v {
-            Value::String(s) => s,
-            Value::Number(n) => n.to_string(),
-            Value::Bool(b) => b.to_string(),
-            Value::Null => continue,
-            _ => return Err(format!("custom_fields.{code} is not a text value")),
-        };
-        if !text.trim().is_empty() {
-            out.insert(code, text);
-        }
-    }
-    Ok(out)
-}
-
 /// One cell of a row another program wrote, read whatever its storage class: text as is, a
 /// number as its text; bytes (a BLOB) or text that is not UTF-8 are the reason it cannot be
 /// read. SQLite's column types do not stop a writer from storing bytes in a TEXT column.
@@ -113,27 +89,15 @@ fn text(row: &SqliteRow, col: &str) -> Result<Option<String>, String> {
         .filter(|s| !s.is_empty()))
 }
 
-/// A mirror row as other programs left it: its fields, or why it cannot be sent.
+/// A mirror row as other programs left it: its fields, or why it cannot be sent
+/// (`mirror_rules::read_row` judges the cells).
 fn mirror_fields(row: &SqliteRow) -> Result<ContactFields, String> {
-    let custom = cell(row, "custom_fields")?.unwrap_or_default();
-    let custom_fields = if custom.trim().is_empty() {
-        BTreeMap::new()
-    } else {
-        parse_custom(&custom)?
-    };
-    let email = match text(row, "email")? {
-        Some(e) => match normalise::normalise_email(&e) {
-            Some(ok) => Some(ok),
-            None => return Err(format!("email {e:?} is not a valid address")),
-        },
-        None => None,
-    };
-    Ok(ContactFields {
+    mirror_rules::read_row(MirrorCells {
         first_name: text(row, "first_name")?,
         last_name: text(row, "last_name")?,
-        email,
+        email: text(row, "email")?,
         language: text(row, "language")?,
-        custom_fields,
+        custom_fields: cell(row, "custom_fields")?,
     })
 }
 
@@ -190,7 +154,7 @@ pub(super) async fn read_mirror(
         last_name: read("last_name"),
         email: read("email"),
         language: read("language"),
-        custom_fields: parse_custom(&custom).unwrap_or_default(),
+        custom_fields: mirror_rules::parse_custom(&custom).unwrap_or_default(),
     }))
 }
 
@@ -670,8 +634,13 @@ async fn hold_deletes(
     .bind(direction)
     .fetch_one(&mut *conn)
     .await?;
-    let total = count as f64 + queued as f64;
-    Ok(held > 0 || total > share * known.max(1) as f64)
+    Ok(mirror_rules::deletes_wait(DeleteCycle {
+        already_held: held > 0,
+        queued: u64::try_from(queued).unwrap_or(0),
+        this_cycle: count as u64,
+        known: u64::try_from(known).unwrap_or(0),
+        max_share: share,
+    }))
 }
 
 async fn queue_delete(
