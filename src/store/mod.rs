@@ -17,7 +17,7 @@ use sqlx::sqlite::{
 };
 use sqlx::{AssertSqlSafe, Row, SqlitePool};
 
-pub use commands::{CommandRecord, DueCommand, Outcome, STATUSES};
+pub use commands::{CommandRecord, CommandSummary, DueCommand, Enqueued, Outcome, STATUSES};
 pub use mirror::{MergeOutcome, PendingDelete, PollOutcome, SpokiContact, TO_MIRROR, TO_SPOKI};
 pub use outbox::OutboxRow;
 
