@@ -33,6 +33,9 @@ use crate::config::ListenerSettings;
 /// How long open connections get to finish their request at a stop (within the drain).
 const STOP_GRACE: Duration = Duration::from_secs(5);
 
+/// A body up to this many times the limit is read (and dropped) before the 413.
+const DRAIN_FACTOR: usize = 4;
+
 /// The largest error body of an inner handler that is rewrapped as `{"error": ...}`.
 const ERROR_TEXT_LIMIT: usize = 16 * 1024;
 
@@ -189,18 +192,28 @@ async fn read_body(State(limits): State<Limits>, request: Request, next: Next) -
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limits.body_limit as u64) {
+    // A body somewhat over the limit is read to its end and dropped before the 413, so the
+    // client, still sending, does not lose the answer to a reset connection.
+    let drain_limit = limits.body_limit.saturating_mul(DRAIN_FACTOR);
+    if declared.is_some_and(|n| n > drain_limit as u64) {
         return too_large();
     }
     let mut stream = body.into_data_stream();
     let collect = async {
         let mut buf = Vec::new();
+        let mut seen = 0usize;
         while let Some(chunk) = stream.next().await {
             let chunk = chunk.map_err(BodyError::Broken)?;
-            if buf.len() + chunk.len() > limits.body_limit {
+            seen = seen.saturating_add(chunk.len());
+            if seen > drain_limit {
                 return Err(BodyError::TooLarge);
             }
-            buf.extend_from_slice(&chunk);
+            if seen <= limits.body_limit {
+                buf.extend_from_slice(&chunk);
+            }
+        }
+        if seen > limits.body_limit {
+            return Err(BodyError::TooLarge);
         }
         Ok(buf)
     };

@@ -5,6 +5,7 @@ mod catalogue;
 mod chaos;
 mod commands;
 mod helpers;
+mod hostile_http;
 mod inbox;
 mod mirror;
 mod resilience;
