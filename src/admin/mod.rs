@@ -24,7 +24,7 @@ use subtle::ConstantTimeEq;
 use crate::commands::{Commands, SubmitError, Submitted};
 use crate::mirror::Mirror;
 use crate::reload::Reloader;
-use crate::store::{STATUSES, Store, StoreError};
+use crate::store::{RejectFilter, STATUSES, Store, StoreError};
 
 /// Most rows a list route returns when no `limit` is given, and at most.
 const DEFAULT_LIMIT: i64 = 100;
@@ -402,13 +402,21 @@ async fn list_commands(
 #[derive(Deserialize)]
 struct RejectsQuery {
     limit: Option<i64>,
+    before: Option<i64>,
+    source: Option<String>,
+    file: Option<String>,
 }
 
 async fn rejects(
     State(state): State<AdminState>,
     Query(q): Query<RejectsQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let rejects = state.store.rejects(limit(q.limit)?).await?;
+    let filter = RejectFilter {
+        before: q.before,
+        source: q.source,
+        file: q.file,
+    };
+    let rejects = state.store.rejects_page(&filter, limit(q.limit)?).await?;
     Ok(Json(json!({ "rejects": rejects })))
 }
 

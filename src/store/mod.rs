@@ -90,11 +90,20 @@ pub struct StatusCounts {
 
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct RejectRecord {
+    pub id: i64,
     pub source: String,
     pub key: String,
     pub phone: String,
     pub reason: String,
     pub created_at: String,
+}
+
+/// Which rejects a listing shows.
+#[derive(Clone, Debug, Default)]
+pub struct RejectFilter {
+    pub before: Option<i64>,
+    pub source: Option<String>,
+    pub file: Option<String>,
 }
 
 pub(crate) fn fields_json(fields: &ContactFields) -> String {
@@ -381,15 +390,34 @@ impl Store {
     }
 
     pub async fn rejects(&self, limit: i64) -> Result<Vec<RejectRecord>, StoreError> {
+        self.rejects_page(&RejectFilter::default(), limit).await
+    }
+
+    /// Newest first: those with an id below `before`, of `source`, of the CSV `file` (its
+    /// keys are `<file>:<line>`), each filter optional.
+    pub async fn rejects_page(
+        &self,
+        filter: &RejectFilter,
+        limit: i64,
+    ) -> Result<Vec<RejectRecord>, StoreError> {
+        // `<file>:` up to (not including) `<file>;`: every key that starts with `<file>:`,
+        // without LIKE's wildcards in file names.
         let rows = sqlx::query(
-            "SELECT source, key, phone, reason, created_at FROM rejects ORDER BY id DESC LIMIT ?",
+            "SELECT id, source, key, phone, reason, created_at FROM rejects \
+             WHERE (?1 IS NULL OR id < ?1) AND (?2 IS NULL OR source = ?2) \
+             AND (?3 IS NULL OR (key >= ?3 || ':' AND key < ?3 || ';')) \
+             ORDER BY id DESC LIMIT ?4",
         )
+        .bind(filter.before)
+        .bind(filter.source.as_deref())
+        .bind(filter.file.as_deref())
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;
         rows.iter()
             .map(|r| {
                 Ok(RejectRecord {
+                    id: r.try_get("id")?,
                     source: r.try_get("source")?,
                     key: r.try_get("key")?,
                     phone: r.try_get("phone")?,

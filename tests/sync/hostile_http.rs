@@ -457,3 +457,35 @@ async fn params_over_1_mib_are_refused_and_listings_stay_small_and_page() {
     );
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rejects_page_with_before_and_filter_by_source_and_file() {
+    let app = spawn_app(Duration::from_secs(1)).await;
+    app.drop_file("a.csv", b"phone\n12\n34\n56\n+393331230001\n");
+    crate::helpers::wait_report(&app.inbox, "processed", "a.csv").await;
+    app.drop_file("b.csv", b"phone\n78\n");
+    crate::helpers::wait_report(&app.inbox, "processed", "b.csv").await;
+    let get = |q: String| {
+        let req = app.admin_req(reqwest::Method::GET, &format!("/v1/rejects{q}"));
+        async move {
+            let (status, body) = json_answer(req).await;
+            assert_eq!(status, 200, "{body}");
+            body["rejects"].as_array().cloned().expect("rejects")
+        }
+    };
+    let all = get(String::new()).await;
+    assert_eq!(all.len(), 4, "{all:?}");
+    let ids: Vec<i64> = all.iter().map(|r| r["id"].as_i64().expect("id")).collect();
+    assert!(ids.windows(2).all(|w| w[0] > w[1]), "newest first: {ids:?}");
+    let page = get(format!("?limit=2&before={}", ids[1])).await;
+    let paged: Vec<i64> = page.iter().map(|r| r["id"].as_i64().expect("id")).collect();
+    assert_eq!(paged, ids[2..4].to_vec());
+    let of_a = get("?file=a.csv&source=csv".into()).await;
+    assert_eq!(of_a.len(), 3, "{of_a:?}");
+    assert!(
+        of_a.iter()
+            .all(|r| r["key"].as_str().is_some_and(|k| k.starts_with("a.csv:")))
+    );
+    assert!(get("?source=webhook".into()).await.is_empty());
+    app.stop().await;
+}
