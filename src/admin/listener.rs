@@ -275,11 +275,15 @@ async fn json_errors(request: Request, next: Next) -> Response {
     Response::from_parts(parts, Body::from(body))
 }
 
+/// A reason to log: a pair such as (route, cause).
+pub type Reason = (&'static str, &'static str);
+
 /// At most one log line per reason and `every`: `check` says whether to log now and how many
 /// were held back since the last line. The rest are only counted (and a metric counts all).
 pub struct WarnLimiter {
     every: Duration,
-    seen: Mutex<HashMap<(&'static str, &'static str), (Instant, u64)>>,
+    /// Per reason: when its last line was logged, and how many were held back since.
+    seen: Mutex<HashMap<Reason, (Instant, u64)>>,
 }
 
 impl WarnLimiter {
@@ -292,7 +296,7 @@ impl WarnLimiter {
 
     /// `Some(held back since the last line)` when a line is due for `reason` (a pair, such
     /// as route and cause) at `now`.
-    pub fn check(&self, reason: (&'static str, &'static str), now: Instant) -> Option<u64> {
+    pub fn check(&self, reason: Reason, now: Instant) -> Option<u64> {
         let mut seen = self
             .seen
             .lock()
