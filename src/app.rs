@@ -263,24 +263,26 @@ impl App {
             self.mirror.clone(),
             self.reloader.clone(),
         );
-        let admin_stop = sources.clone();
         let admin_addr = self.admin_listener.local_addr().ok();
-        let admin_server = axum::serve(self.admin_listener, admin::router(admin_state))
-            .with_graceful_shutdown(async move { admin_stop.cancelled().await });
-        tracker.spawn(async move {
-            if let Err(error) = admin_server.await {
-                tracing::error!(%error, "the admin API stopped");
-            }
-        });
-        let hooks_stop = sources.clone();
+        let admin_limits =
+            admin::listener::Limits::new(&self.settings.admin.limits, admin::BODY_LIMIT);
+        tracker.spawn(admin::listener::serve(
+            self.admin_listener,
+            admin::router(admin_state, admin_limits),
+            admin_limits,
+            "admin",
+            sources.clone(),
+        ));
         let hooks_addr = self.webhooks_listener.local_addr().ok();
-        let hooks_server = axum::serve(self.webhooks_listener, webhooks::router(self.webhooks))
-            .with_graceful_shutdown(async move { hooks_stop.cancelled().await });
-        tracker.spawn(async move {
-            if let Err(error) = hooks_server.await {
-                tracing::error!(%error, "the webhook receiver stopped");
-            }
-        });
+        let hooks_limits =
+            admin::listener::Limits::new(&self.settings.webhooks.limits, webhooks::BODY_LIMIT);
+        tracker.spawn(admin::listener::serve(
+            self.webhooks_listener,
+            webhooks::router(self.webhooks, hooks_limits),
+            hooks_limits,
+            "webhooks",
+            sources.clone(),
+        ));
         if let Some(interval) = service::watchdog_interval() {
             tracker.spawn(service::run_watchdog(
                 interval,

@@ -96,6 +96,7 @@ pub struct MirrorSettings {
 pub struct AdminSettings {
     pub listen: SocketAddr,
     pub token: Option<Secret>,
+    pub limits: ListenerSettings,
 }
 
 #[derive(Clone, Debug)]
@@ -103,6 +104,19 @@ pub struct WebhookSettings {
     pub listen: SocketAddr,
     pub secret: Option<Secret>,
     pub spoki_secret: Option<Secret>,
+    pub limits: ListenerSettings,
+}
+
+/// What one HTTP listener allows (`<section>.max_connections`, `.header_timeout`,
+/// `.body_timeout`); read at start only.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ListenerSettings {
+    /// Connections held at once; more wait in the kernel's backlog.
+    pub max_connections: usize,
+    /// A request head (or the next one on a kept-alive connection) must arrive within this.
+    pub header_timeout: Duration,
+    /// A request body must arrive within this.
+    pub body_timeout: Duration,
 }
 
 #[derive(Clone, Debug)]
@@ -208,6 +222,9 @@ struct RawMirror {
 struct RawAdmin {
     listen: Option<String>,
     token: Option<String>,
+    max_connections: Option<String>,
+    header_timeout: Option<String>,
+    body_timeout: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -216,6 +233,9 @@ struct RawWebhooks {
     listen: Option<String>,
     secret: Option<String>,
     spoki_secret: Option<String>,
+    max_connections: Option<String>,
+    header_timeout: Option<String>,
+    body_timeout: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -415,6 +435,44 @@ impl Checker {
                         .map_err(|_| format!("{text:?} is not a whole number")),
                 )
                 .unwrap_or(default),
+        }
+    }
+
+    /// `<section>.max_connections`, `.header_timeout`, `.body_timeout`.
+    fn listener(
+        &mut self,
+        section: &str,
+        raw: [&Option<String>; 3],
+        default_connections: usize,
+    ) -> ListenerSettings {
+        let key = format!("{section}.max_connections");
+        let text = raw[0]
+            .clone()
+            .unwrap_or_else(|| default_connections.to_string());
+        let max_connections = self
+            .take(
+                &key,
+                text.trim()
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|n| (1..=100_000).contains(n))
+                    .ok_or_else(|| format!("{text:?} is not a whole number from 1 to 100000")),
+            )
+            .unwrap_or(default_connections);
+        let mut timeout = |name: &str, value: &Option<String>, default: &str| {
+            let key = format!("{section}.{name}");
+            let d = self.duration(&key, value, default);
+            if d.is_zero() {
+                self.problems.push(format!("{key}: must be above zero"));
+            }
+            d
+        };
+        let header_timeout = timeout("header_timeout", raw[1], "10s");
+        let body_timeout = timeout("body_timeout", raw[2], "30s");
+        ListenerSettings {
+            max_connections,
+            header_timeout,
+            body_timeout,
         }
     }
 
@@ -623,6 +681,24 @@ impl RawSettings {
 
         let admin_listen = c.addr("admin.listen", &self.admin.listen, "127.0.0.1:8780");
         let token = c.secret("admin.token", &self.admin.token);
+        let admin_limits = c.listener(
+            "admin",
+            [
+                &self.admin.max_connections,
+                &self.admin.header_timeout,
+                &self.admin.body_timeout,
+            ],
+            64,
+        );
+        let webhooks_limits = c.listener(
+            "webhooks",
+            [
+                &self.webhooks.max_connections,
+                &self.webhooks.header_timeout,
+                &self.webhooks.body_timeout,
+            ],
+            512,
+        );
         let webhooks_listen = c.addr("webhooks.listen", &self.webhooks.listen, "127.0.0.1:8781");
         let secret = c.secret("webhooks.secret", &self.webhooks.secret);
         if let Some(s) = &secret {
@@ -715,11 +791,13 @@ impl RawSettings {
             admin: AdminSettings {
                 listen: admin_listen,
                 token,
+                limits: admin_limits,
             },
             webhooks: WebhookSettings {
                 listen: webhooks_listen,
                 secret,
                 spoki_secret,
+                limits: webhooks_limits,
             },
             batch: BatchSettings {
                 single_max_pending,
@@ -917,6 +995,8 @@ mod example_tests {
         );
         assert_eq!(example.admin.listen, defaults.admin.listen);
         assert_eq!(example.webhooks.listen, defaults.webhooks.listen);
+        assert_eq!(example.admin.limits, defaults.admin.limits);
+        assert_eq!(example.webhooks.limits, defaults.webhooks.limits);
         assert_eq!(
             example.batch.single_max_pending,
             defaults.batch.single_max_pending

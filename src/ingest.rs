@@ -14,7 +14,7 @@ use tokio::sync::mpsc;
 use crate::domain::{Contact, ContactFields, ListId, Phone};
 use crate::normalise::DefaultRegion;
 use crate::sources::csv_file::{CsvFile, FileError};
-use crate::store::{Enqueued, Incoming, Store, StoreError, Tx};
+use crate::store::{EnqueueCounts, Incoming, Store, StoreError, Tx};
 
 const CHUNK: usize = 2_000;
 
@@ -68,7 +68,7 @@ pub trait Sink {
         &mut self,
         list: ListId,
         contacts: Vec<Incoming>,
-    ) -> impl Future<Output = Result<Enqueued, StoreError>>;
+    ) -> impl Future<Output = Result<EnqueueCounts, StoreError>>;
 }
 
 /// The daemon's sink: writes into the outbox inside the file's transaction.
@@ -90,7 +90,7 @@ impl Sink for OutboxSink<'_> {
         &mut self,
         list: ListId,
         contacts: Vec<Incoming>,
-    ) -> Result<Enqueued, StoreError> {
+    ) -> Result<EnqueueCounts, StoreError> {
         let contacts = contacts
             .into_iter()
             .map(|mut c| {
@@ -127,15 +127,15 @@ impl Sink for PlanSink {
         &mut self,
         list: ListId,
         contacts: Vec<Incoming>,
-    ) -> Result<Enqueued, StoreError> {
+    ) -> Result<EnqueueCounts, StoreError> {
         let judged = match &self.store {
             Some(store) => {
                 let mut conn = store.pool().acquire().await?;
                 Store::judge_changes(&mut conn, list, &contacts).await?
             }
-            None => Enqueued {
+            None => EnqueueCounts {
                 creates: contacts.len() as u64,
-                ..Enqueued::default()
+                ..EnqueueCounts::default()
             },
         };
         self.writes += judged.queued();
@@ -197,7 +197,7 @@ pub async fn ingest_file<S: Sink>(
         let _ = tx.blocking_send(msg);
     });
 
-    let mut verdicts = Enqueued::default();
+    let mut verdicts = EnqueueCounts::default();
     let mut outcome = None;
     while let Some(msg) = rx.recv().await {
         match msg {

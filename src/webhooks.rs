@@ -8,7 +8,8 @@
 //! is stored for a request that fails a check.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
+use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 use axum::extract::State;
@@ -25,6 +26,7 @@ use sha2::Sha256;
 use subtle::ConstantTimeEq;
 use tokio::sync::Notify;
 
+use crate::admin::listener::{self, WarnLimiter};
 use crate::config::{Secret, Settings};
 use crate::domain::{ContactFields, ListId, Phone};
 use crate::live::Live;
@@ -36,6 +38,14 @@ use crate::store::{Incoming, Store, StoreError};
 
 /// How far a signed timestamp may be from now.
 pub const TOLERANCE_SECS: i64 = 300;
+
+/// The largest webhook body.
+pub const BODY_LIMIT: usize = 2 * 1024 * 1024;
+
+/// Refused requests: one WARN per route and reason every 10 s, so a flood of unsigned
+/// requests cannot fill the log; `spoki_sync_webhook_refused_total{reason}` counts them all.
+static REFUSALS: LazyLock<WarnLimiter> =
+    LazyLock::new(|| WarnLimiter::new(Duration::from_secs(10)));
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -61,16 +71,54 @@ pub fn decode_whsec(secret: &Secret) -> Result<Vec<u8>, String> {
         .map_err(|_| "webhooks.secret: must be whsec_ followed by base64".to_owned())
 }
 
-pub fn router(state: WebhookState) -> Router {
-    Router::new()
+/// The webhook routes, hardened (`listener::harden`: body cap and deadline, JSON errors).
+pub fn router(state: WebhookState, limits: listener::Limits) -> Router {
+    let routes = Router::new()
         .route("/webhooks/contacts", post(contacts))
         .route("/webhooks/spoki", post(spoki))
         .fallback(|| async { error(StatusCode::NOT_FOUND, "no such route") })
-        .with_state(state)
+        .method_not_allowed_fallback(|| async {
+            error(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method not allowed on this route",
+            )
+        });
+    listener::harden(routes, limits).with_state(state)
 }
 
 fn error(status: StatusCode, message: impl Into<String>) -> Response {
     (status, Json(json!({ "error": message.into() }))).into_response()
+}
+
+/// A refused request: its answer, counted by `reason`, logged at most once per 10 s per
+/// route and reason with the number held back since.
+fn refuse(
+    route: &'static str,
+    reason: &'static str,
+    status: StatusCode,
+    message: String,
+) -> Response {
+    metrics::counter!("spoki_sync_webhook_refused_total", "reason" => reason).increment(1);
+    if let Some(more) = REFUSALS.check((route, reason), Instant::now()) {
+        tracing::warn!(
+            route,
+            reason,
+            detail = %message,
+            more_since_last = more,
+            "webhook refused; more refusals like it are counted in \
+             spoki_sync_webhook_refused_total and logged at most once per 10 s"
+        );
+    }
+    error(status, message)
+}
+
+/// Why a signature check failed, as a metric label: no signature at all, or a wrong one.
+fn signature_reason(headers: &HeaderMap, names: &[&str]) -> &'static str {
+    if names.iter().any(|n| !headers.contains_key(*n)) {
+        "unsigned"
+    } else {
+        "bad_signature"
+    }
 }
 
 fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
@@ -299,20 +347,27 @@ pub fn parse_spoki_event(body: &[u8]) -> Result<SpokiEvent, String> {
 }
 
 async fn contacts(State(state): State<WebhookState>, headers: HeaderMap, body: Bytes) -> Response {
+    const ROUTE: &str = "/webhooks/contacts";
     let Some(key) = state.keys.get().contacts else {
-        return error(StatusCode::NOT_FOUND, "webhooks.secret is not configured");
+        return refuse(
+            ROUTE,
+            "not_configured",
+            StatusCode::NOT_FOUND,
+            "webhooks.secret is not configured".into(),
+        );
     };
     let id = match verify_standard(&key, &headers, &body) {
         Ok(id) => id,
-        Err(reason) => {
-            tracing::warn!(%reason, "contacts webhook refused");
-            return error(StatusCode::UNAUTHORIZED, reason);
+        Err(message) => {
+            let names = ["webhook-id", "webhook-timestamp", "webhook-signature"];
+            let reason = signature_reason(&headers, &names);
+            return refuse(ROUTE, reason, StatusCode::UNAUTHORIZED, message);
         }
     };
     let region = state.settings.get().csv.default_region;
     let delivery = match parse_contacts(&body, region) {
         Ok(d) => d,
-        Err(message) => return error(StatusCode::BAD_REQUEST, message),
+        Err(message) => return refuse(ROUTE, "malformed", StatusCode::BAD_REQUEST, message),
     };
     match queue_contacts(&state, &id, delivery).await {
         Ok(Queued::Accepted(summary)) => {
@@ -420,19 +475,22 @@ pub struct SpokiEvent {
 }
 
 async fn spoki(State(state): State<WebhookState>, headers: HeaderMap, body: Bytes) -> Response {
+    const ROUTE: &str = "/webhooks/spoki";
     let Some(secret) = state.keys.get().spoki else {
-        return error(
+        return refuse(
+            ROUTE,
+            "not_configured",
             StatusCode::NOT_FOUND,
-            "webhooks.spoki_secret is not configured",
+            "webhooks.spoki_secret is not configured".into(),
         );
     };
-    if let Err(reason) = verify_spoki(secret.expose().as_bytes(), &headers, &body) {
-        tracing::warn!(%reason, "Spoki webhook refused");
-        return error(StatusCode::UNAUTHORIZED, reason);
+    if let Err(message) = verify_spoki(secret.expose().as_bytes(), &headers, &body) {
+        let reason = signature_reason(&headers, &["x-spoki-signature"]);
+        return refuse(ROUTE, reason, StatusCode::UNAUTHORIZED, message);
     }
     let event = match parse_spoki_event(&body) {
         Ok(e) => e,
-        Err(message) => return error(StatusCode::BAD_REQUEST, message),
+        Err(message) => return refuse(ROUTE, "malformed", StatusCode::BAD_REQUEST, message),
     };
     match apply_spoki_event(&state, &event).await {
         Ok(status) => (StatusCode::OK, Json(json!({ "status": status }))).into_response(),

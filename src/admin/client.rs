@@ -64,10 +64,23 @@ impl AdminClient {
         path: &str,
         body: Option<&Value>,
     ) -> anyhow::Result<(reqwest::StatusCode, Value)> {
+        self.call_keyed(method, path, body, None).await
+    }
+
+    async fn call_keyed(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+        idempotency_key: Option<&str>,
+    ) -> anyhow::Result<(reqwest::StatusCode, Value)> {
         let mut req = self
             .http
             .request(method, format!("{}{path}", self.base))
             .bearer_auth(&self.token);
+        if let Some(key) = idempotency_key {
+            req = req.header("Idempotency-Key", key);
+        }
         if let Some(b) = body {
             req = req.json(b);
         }
@@ -103,9 +116,28 @@ impl AdminClient {
         json_out: bool,
     ) -> anyhow::Result<CliOutcome> {
         let body = json!({"action": action, "params": params});
-        let (status, answer) = self
-            .call(reqwest::Method::POST, "/v1/commands", Some(&body))
-            .await?;
+        // One key for every try: if an answer is lost and the POST is sent again, the daemon
+        // returns the command it queued the first time instead of queueing a second.
+        let key = uuid::Uuid::new_v4().to_string();
+        let mut tries = 0;
+        let (status, answer) = loop {
+            tries += 1;
+            match self
+                .call_keyed(
+                    reqwest::Method::POST,
+                    "/v1/commands",
+                    Some(&body),
+                    Some(&key),
+                )
+                .await
+            {
+                Err(e) if tries < 3 => {
+                    tracing::debug!(error = %e, "POST /v1/commands failed; trying again");
+                    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                }
+                other => break other?,
+            }
+        };
         if !status.is_success() {
             let message = answer
                 .get("error")

@@ -59,6 +59,10 @@ fn describe() {
         "Requests retried after a 5xx, a timeout or a broken connection, by action"
     );
     describe_counter!(
+        "spoki_sync_webhook_refused_total",
+        "Webhook requests refused, by reason (unsigned, bad_signature, malformed, not_configured)"
+    );
+    describe_counter!(
         "spoki_sync_merge_conflicts_total",
         "Fields changed on both sides, by the side that won"
     );

@@ -3,6 +3,7 @@
 //! Errors are `{"error": "..."}`; no answer or log line carries a secret.
 
 pub mod client;
+pub mod listener;
 pub mod metrics;
 
 use std::sync::Arc;
@@ -20,10 +21,10 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use crate::commands::{Commands, SubmitError};
+use crate::commands::{Commands, SubmitError, Submitted};
 use crate::mirror::Mirror;
 use crate::reload::Reloader;
-use crate::store::{STATUSES, Store, StoreError};
+use crate::store::{RejectFilter, STATUSES, Store, StoreError};
 
 /// Most rows a list route returns when no `limit` is given, and at most.
 const DEFAULT_LIMIT: i64 = 100;
@@ -62,8 +63,16 @@ pub fn digest(text: &str) -> [u8; 32] {
     Sha256::digest(text.as_bytes()).into()
 }
 
-pub fn router(state: AdminState) -> Router {
-    Router::new()
+/// The largest admin request body (a 500-contact `bulk_sync_contacts` is about 0.2 MiB).
+pub const BODY_LIMIT: usize = 2 * 1024 * 1024;
+
+/// The largest `params` of a command, as JSON text.
+pub const PARAMS_LIMIT: usize = 1024 * 1024;
+
+/// The admin routes, hardened (`listener::harden`); the token is checked before a body is
+/// read.
+pub fn router(state: AdminState, limits: listener::Limits) -> Router {
+    let routes = Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(prometheus))
         .route("/v1/status", get(status))
@@ -75,7 +84,8 @@ pub fn router(state: AdminState) -> Router {
         .route("/v1/sync/deletes/confirm", post(confirm_deletes))
         .route("/v1/sync/deletes/cancel", post(cancel_deletes))
         .fallback(not_found)
-        .method_not_allowed_fallback(method_not_allowed)
+        .method_not_allowed_fallback(method_not_allowed);
+    listener::harden(routes, limits)
         .layer(middleware::from_fn_with_state(state.clone(), require_token))
         .with_state(state)
 }
@@ -199,7 +209,11 @@ async fn status(State(state): State<AdminState>) -> Result<Json<Value>, ApiError
         .iter()
         .map(|s| ((*s).to_owned(), Value::from(count(s))))
         .collect();
-    let failed = state.store.commands(Some("failed"), 5).await?;
+    let failed = state
+        .store
+        .command_summaries(Some("failed"), None, 5)
+        .await?
+        .unwrap_or_default();
     let held: serde_json::Map<String, Value> = state
         .store
         .held_deletes()
@@ -269,19 +283,76 @@ struct CommandBody {
     params: Value,
 }
 
-async fn submit(State(state): State<AdminState>, body: Bytes) -> Result<Response, ApiError> {
+/// The longest `Idempotency-Key` accepted.
+const KEY_LIMIT: usize = 255;
+
+/// The `Idempotency-Key` header: absent, or 1 to 255 visible ASCII characters.
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    let Some(value) = headers.get("idempotency-key") else {
+        return Ok(None);
+    };
+    let bad = || {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("Idempotency-Key must be 1 to {KEY_LIMIT} visible ASCII characters"),
+        )
+    };
+    let text = value.to_str().map_err(|_| bad())?.trim();
+    if text.is_empty() || text.len() > KEY_LIMIT || !text.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(bad());
+    }
+    Ok(Some(text.to_owned()))
+}
+
+async fn submit(
+    State(state): State<AdminState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let key = idempotency_key(&headers)?;
     let body: CommandBody = serde_json::from_slice(&body).map_err(|e| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
             format!("the body must be {{\"action\": NAME, \"params\": {{...}}}}: {e}"),
         )
     })?;
-    match state.commands.submit(&body.action, body.params).await {
-        Ok(id) => Ok((
+    let params_bytes = body.params.to_string().len();
+    if params_bytes > PARAMS_LIMIT {
+        return Err(ApiError {
+            status: StatusCode::BAD_REQUEST,
+            body: json!({
+                "error": format!(
+                    "invalid command: params are {params_bytes} bytes of JSON; at most \
+                     {PARAMS_LIMIT} (1 MiB) are accepted"
+                ),
+                "field": "params",
+            }),
+        });
+    }
+    match state
+        .commands
+        .submit_once(&body.action, body.params, key.as_deref())
+        .await
+    {
+        Ok(Submitted::Queued(id)) => Ok((
             StatusCode::ACCEPTED,
             Json(json!({"id": id, "status": "queued"})),
         )
             .into_response()),
+        // The first answer again (202), with the command's status now; nothing queued.
+        Ok(Submitted::Repeated { id, status }) => Ok((
+            StatusCode::ACCEPTED,
+            [("idempotent-replayed", "true")],
+            Json(json!({"id": id, "status": status})),
+        )
+            .into_response()),
+        Ok(Submitted::KeyReused { id }) => Err(ApiError {
+            status: StatusCode::UNPROCESSABLE_ENTITY,
+            body: json!({
+                "error": "this Idempotency-Key was used for a different command; nothing was queued",
+                "id": id,
+            }),
+        }),
         Err(SubmitError::Invalid(e)) => Err(ApiError {
             status: StatusCode::BAD_REQUEST,
             body: json!({"error": format!("invalid command: {e}"), "field": e.field}),
@@ -307,6 +378,7 @@ async fn get_command(
 struct ListQuery {
     status: Option<String>,
     limit: Option<i64>,
+    before: Option<String>,
 }
 
 fn limit(given: Option<i64>) -> Result<i64, ApiError> {
@@ -332,23 +404,41 @@ async fn list_commands(
             ));
         }
     }
-    let records = state
+    let limit = limit(q.limit)?;
+    let Some(records) = state
         .store
-        .commands(q.status.as_deref(), limit(q.limit)?)
-        .await?;
+        .command_summaries(q.status.as_deref(), q.before.as_deref(), limit)
+        .await?
+    else {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "before: no command with id {:?}",
+                q.before.unwrap_or_default()
+            ),
+        ));
+    };
     Ok(Json(json!({ "commands": records })))
 }
 
 #[derive(Deserialize)]
 struct RejectsQuery {
     limit: Option<i64>,
+    before: Option<i64>,
+    source: Option<String>,
+    file: Option<String>,
 }
 
 async fn rejects(
     State(state): State<AdminState>,
     Query(q): Query<RejectsQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let rejects = state.store.rejects(limit(q.limit)?).await?;
+    let filter = RejectFilter {
+        before: q.before,
+        source: q.source,
+        file: q.file,
+    };
+    let rejects = state.store.rejects_page(&filter, limit(q.limit)?).await?;
     Ok(Json(json!({ "rejects": rejects })))
 }
 

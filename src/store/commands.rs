@@ -38,6 +38,37 @@ pub struct CommandRecord {
     pub finished_at: Option<String>,
 }
 
+/// One command in a listing: everything but `params` and `result`, which can be large
+/// (up to 1 MiB of params, a page of Spoki's answer); `GET /v1/commands/{id}` has them.
+#[derive(Clone, Debug, Serialize)]
+pub struct CommandSummary {
+    pub id: String,
+    pub action: String,
+    pub status: String,
+    pub attempts: i64,
+    pub error: Value,
+    pub http_status: Option<i64>,
+    pub last_error: Option<String>,
+    pub next_attempt_ms: Option<i64>,
+    pub created_at: String,
+    pub updated_at: String,
+    pub finished_at: Option<String>,
+}
+
+/// What queueing a command with an idempotency key found.
+#[derive(Clone, Debug)]
+pub enum Enqueued {
+    /// Queued now, with this id.
+    New(String),
+    /// The key was used before: the first command, with its action, params and status.
+    Existing {
+        id: String,
+        action: String,
+        params: Value,
+        status: String,
+    },
+}
+
 /// A command the worker is about to run.
 #[derive(Clone, Debug)]
 pub struct DueCommand {
@@ -71,6 +102,24 @@ fn record(row: &SqliteRow) -> Result<CommandRecord, StoreError> {
         attempts: row.try_get("attempts")?,
         params: json_column(row, "params")?,
         result: json_column(row, "result")?,
+        error: json_column(row, "error")?,
+        http_status: row.try_get("http_status")?,
+        last_error: row.try_get("last_error")?,
+        next_attempt_ms: (status == QUEUED).then_some(next),
+        status,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+        finished_at: row.try_get("finished_at")?,
+    })
+}
+
+fn summary(row: &SqliteRow) -> Result<CommandSummary, StoreError> {
+    let status: String = row.try_get("status")?;
+    let next: i64 = row.try_get("next_attempt_ms")?;
+    Ok(CommandSummary {
+        id: row.try_get("id")?,
+        action: row.try_get("action")?,
+        attempts: row.try_get("attempts")?,
         error: json_column(row, "error")?,
         http_status: row.try_get("http_status")?,
         last_error: row.try_get("last_error")?,
@@ -118,12 +167,47 @@ impl Store {
         params: &Value,
         request: &Value,
     ) -> Result<String, StoreError> {
+        match self
+            .enqueue_command_once(action, params, request, None)
+            .await?
+        {
+            Enqueued::New(id) | Enqueued::Existing { id, .. } => Ok(id),
+        }
+    }
+
+    /// Queues a checked command unless `key` was used before; then returns the first command
+    /// and queues nothing. The look-up and the insert share one write transaction, so two
+    /// requests with one key cannot both queue.
+    pub async fn enqueue_command_once(
+        &self,
+        action: &str,
+        params: &Value,
+        request: &Value,
+        key: Option<&str>,
+    ) -> Result<Enqueued, StoreError> {
         self.accepting()?;
+        let mut tx = self.begin().await?;
+        if let Some(key) = key {
+            let first = sqlx::query(
+                "SELECT id, action, params, status FROM commands WHERE idempotency_key = ?",
+            )
+            .bind(key)
+            .fetch_optional(&mut *tx)
+            .await?;
+            if let Some(row) = first {
+                return Ok(Enqueued::Existing {
+                    id: row.try_get("id")?,
+                    action: row.try_get("action")?,
+                    params: json_column(&row, "params")?,
+                    status: row.try_get("status")?,
+                });
+            }
+        }
         let id = uuid::Uuid::new_v4().to_string();
         let now = now_rfc3339();
         sqlx::query(
             "INSERT INTO commands (id, action, params, request, status, next_attempt_ms, \
-             created_at, updated_at) VALUES (?, ?, ?, ?, 'queued', ?, ?, ?)",
+             created_at, updated_at, idempotency_key) VALUES (?, ?, ?, ?, 'queued', ?, ?, ?, ?)",
         )
         .bind(&id)
         .bind(action)
@@ -132,9 +216,11 @@ impl Store {
         .bind(now_ms())
         .bind(&now)
         .bind(&now)
-        .execute(&self.pool)
+        .bind(key)
+        .execute(&mut *tx)
         .await?;
-        Ok(id)
+        tx.commit().await?;
+        Ok(Enqueued::New(id))
     }
 
     pub async fn command(&self, id: &str) -> Result<Option<CommandRecord>, StoreError> {
@@ -159,6 +245,42 @@ impl Store {
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(record).collect()
+    }
+
+    /// A page of the listing, newest first: optionally only `status`, optionally only those
+    /// queued before the command `before` (`None` inside when that id is unknown).
+    pub async fn command_summaries(
+        &self,
+        status: Option<&str>,
+        before: Option<&str>,
+        limit: i64,
+    ) -> Result<Option<Vec<CommandSummary>>, StoreError> {
+        let before_seq = match before {
+            None => None,
+            Some(id) => {
+                let seq: Option<i64> = sqlx::query_scalar("SELECT seq FROM commands WHERE id = ?")
+                    .bind(id)
+                    .fetch_optional(&self.pool)
+                    .await?;
+                match seq {
+                    Some(seq) => Some(seq),
+                    None => return Ok(None),
+                }
+            }
+        };
+        // Never `params`, `request` or `result`: a listing stays small.
+        let rows = sqlx::query(
+            "SELECT id, action, status, attempts, error, http_status, last_error, \
+             next_attempt_ms, created_at, updated_at, finished_at FROM commands \
+             WHERE (?1 IS NULL OR status = ?1) AND (?2 IS NULL OR seq < ?2) \
+             ORDER BY seq DESC LIMIT ?3",
+        )
+        .bind(status)
+        .bind(before_seq)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(summary).collect::<Result<_, _>>().map(Some)
     }
 
     /// Commands by status, for status and metrics.

@@ -19,7 +19,8 @@ use sqlx::sqlite::{
 };
 use sqlx::{AssertSqlSafe, Row, SqlitePool};
 
-pub use commands::{CommandRecord, DueCommand, Outcome, STATUSES};
+pub use commands::{CommandRecord, CommandSummary, DueCommand, Enqueued, Outcome, STATUSES};
+
 pub use mirror::{MergeOutcome, PendingDelete, PollOutcome, SpokiContact, TO_MIRROR, TO_SPOKI};
 pub use outbox::{OutboxRow, Release, Route};
 
@@ -112,13 +113,13 @@ pub struct Incoming {
 
 /// What `enqueue_changes` did with the contacts it was given.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Enqueued {
+pub struct EnqueueCounts {
     pub creates: u64,
     pub updates: u64,
     pub unchanged: u64,
 }
 
-impl Enqueued {
+impl EnqueueCounts {
     fn count(&mut self, verdict: crate::diff::Verdict) {
         use crate::diff::Verdict;
         match verdict {
@@ -133,7 +134,7 @@ impl Enqueued {
         self.creates + self.updates
     }
 
-    pub fn add(&mut self, other: Enqueued) {
+    pub fn add(&mut self, other: EnqueueCounts) {
         self.creates += other.creates;
         self.updates += other.updates;
         self.unchanged += other.unchanged;
@@ -154,11 +155,20 @@ pub struct StatusCounts {
 
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct RejectRecord {
+    pub id: i64,
     pub source: String,
     pub key: String,
     pub phone: String,
     pub reason: String,
     pub created_at: String,
+}
+
+/// Which rejects a listing shows.
+#[derive(Clone, Debug, Default)]
+pub struct RejectFilter {
+    pub before: Option<i64>,
+    pub source: Option<String>,
+    pub file: Option<String>,
 }
 
 pub(crate) fn fields_json(fields: &ContactFields) -> String {
@@ -408,11 +418,11 @@ impl Store {
         source: &str,
         list: ListId,
         contacts: Vec<Incoming>,
-    ) -> Result<Enqueued, StoreError> {
+    ) -> Result<EnqueueCounts, StoreError> {
         let phones: Vec<Phone> = contacts.iter().map(|c| c.phone).collect();
         let known = Store::known(conn, list, &phones).await?;
         let empty = Known::default();
-        let mut out = Enqueued::default();
+        let mut out = EnqueueCounts::default();
         let mut fresh = Vec::new();
         let mut codes = BTreeMap::new();
         for c in contacts {
@@ -444,11 +454,11 @@ impl Store {
         conn: &mut SqliteConnection,
         list: ListId,
         contacts: &[Incoming],
-    ) -> Result<Enqueued, StoreError> {
+    ) -> Result<EnqueueCounts, StoreError> {
         let phones: Vec<Phone> = contacts.iter().map(|c| c.phone).collect();
         let known = Store::known(conn, list, &phones).await?;
         let empty = Known::default();
-        let mut out = Enqueued::default();
+        let mut out = EnqueueCounts::default();
         for c in contacts {
             let k = known.get(&c.phone).unwrap_or(&empty);
             out.count(crate::diff::judge(k, list, &c.fields).0);
@@ -589,15 +599,34 @@ impl Store {
     }
 
     pub async fn rejects(&self, limit: i64) -> Result<Vec<RejectRecord>, StoreError> {
+        self.rejects_page(&RejectFilter::default(), limit).await
+    }
+
+    /// Newest first: those with an id below `before`, of `source`, of the CSV `file` (its
+    /// keys are `<file>:<line>`), each filter optional.
+    pub async fn rejects_page(
+        &self,
+        filter: &RejectFilter,
+        limit: i64,
+    ) -> Result<Vec<RejectRecord>, StoreError> {
+        // `<file>:` up to (not including) `<file>;`: every key that starts with `<file>:`,
+        // without LIKE's wildcards in file names.
         let rows = sqlx::query(
-            "SELECT source, key, phone, reason, created_at FROM rejects ORDER BY id DESC LIMIT ?",
+            "SELECT id, source, key, phone, reason, created_at FROM rejects \
+             WHERE (?1 IS NULL OR id < ?1) AND (?2 IS NULL OR source = ?2) \
+             AND (?3 IS NULL OR (key >= ?3 || ':' AND key < ?3 || ';')) \
+             ORDER BY id DESC LIMIT ?4",
         )
+        .bind(filter.before)
+        .bind(filter.source.as_deref())
+        .bind(filter.file.as_deref())
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;
         rows.iter()
             .map(|r| {
                 Ok(RejectRecord {
+                    id: r.try_get("id")?,
                     source: r.try_get("source")?,
                     key: r.try_get("key")?,
                     phone: r.try_get("phone")?,

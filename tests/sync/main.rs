@@ -6,6 +6,7 @@ mod chaos;
 mod commands;
 mod database;
 mod helpers;
+mod hostile_http;
 mod inbox;
 mod mirror;
 mod nothing_lost;
