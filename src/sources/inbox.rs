@@ -181,12 +181,14 @@ impl Inbox {
     pub async fn run(mut self, cancel: CancellationToken) {
         let (tx, mut rx) = mpsc::channel::<()>(1);
         let hints = self.hints.clone();
-        let watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+        let handler = move |res: notify::Result<notify::Event>| {
             if take_hint(&hints, res) {
                 let _ = tx.try_send(());
             }
-        })
-        .and_then(|mut w| {
+        };
+        // Symlinks are not followed: not for reading, not for watching.
+        let config = notify::Config::default().with_follow_symlinks(false);
+        let watcher = notify::RecommendedWatcher::new(handler, config).and_then(|mut w| {
             w.watch(&self.settings.root, RecursiveMode::Recursive)?;
             Ok(w)
         });

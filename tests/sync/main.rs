@@ -6,6 +6,7 @@ mod chaos;
 mod commands;
 mod helpers;
 mod inbox;
+mod inbox_hostile;
 mod mirror;
 mod resilience;
 mod service;
