@@ -397,8 +397,8 @@ impl Inbox {
         )
         .await;
         // Did we read all of it? The same size, time, inode and content as before the read.
-        let unchanged =
-            FileSig::read(path).ok() == Some(before) && sha256_file(path).ok().as_ref() == Some(&sha);
+        let unchanged = FileSig::read(path).ok() == Some(before)
+            && sha256_file(path).ok().as_ref() == Some(&sha);
         match result {
             Err(IngestError::Store(e)) => Err(e),
             Ok(_) | Err(IngestError::File(_)) if !unchanged => {
@@ -542,7 +542,11 @@ fn take_hint(hints: &Mutex<Hints>, res: notify::Result<notify::Event>) -> bool {
         return true;
     }
     // What happens in processed/ and failed/ is the daemon's own doing.
-    let paths: Vec<&PathBuf> = event.paths.iter().filter(|p| !in_outcome_folder(p)).collect();
+    let paths: Vec<&PathBuf> = event
+        .paths
+        .iter()
+        .filter(|p| !in_outcome_folder(p))
+        .collect();
     if paths.is_empty() {
         return false;
     }
@@ -654,10 +658,8 @@ fn move_out(path: &Path, outcome: &str, report: &str, before: FileSig) -> std::i
     if let Ok(meta) = std::fs::metadata(&target) {
         let mode = meta.permissions().mode();
         if mode & 0o007 != 0 {
-            let _ = std::fs::set_permissions(
-                &target,
-                std::fs::Permissions::from_mode(mode & 0o7770),
-            );
+            let _ =
+                std::fs::set_permissions(&target, std::fs::Permissions::from_mode(mode & 0o7770));
         }
     }
     Ok(true)
@@ -718,7 +720,8 @@ const FOLDER: &str = "folders are not read here: files are read directly in the 
                       lists/<LIST_ID>/; left in place";
 const BAD_LIST: &str = "not a list folder: a list id is a positive whole number without sign or \
                         leading zeros; its CSV files go to its failed/";
-const NOT_REGULAR: &str = "not a regular file (a FIFO, socket or device); only regular files are read";
+const NOT_REGULAR: &str =
+    "not a regular file (a FIFO, socket or device); only regular files are read";
 
 /// One folder's entries: CSV files, and what is left alone. `refuse` sends every CSV file in it
 /// to `failed/` with that error.
@@ -808,7 +811,8 @@ fn survey(root: &Path) -> Survey {
             &mut out,
         );
         // Its folders are looked at below.
-        out.notices.retain(|n| n.message != FOLDER || n.path.parent() != Some(&lists));
+        out.notices
+            .retain(|n| n.message != FOLDER || n.path.parent() != Some(&lists));
     }
     folders.sort();
     for (name, path) in folders {
@@ -865,7 +869,15 @@ mod tests {
         assert_eq!(list_id("5"), Some(5));
         assert_eq!(list_id("9223372036854775807"), Some(i64::MAX));
         for bad in [
-            "", "0", "-1", "+5", "007", "abc", "5a", "99999999999999999999", " 5",
+            "",
+            "0",
+            "-1",
+            "+5",
+            "007",
+            "abc",
+            "5a",
+            "99999999999999999999",
+            " 5",
         ] {
             assert_eq!(list_id(bad), None, "{bad:?}");
         }

@@ -128,7 +128,10 @@ async fn a_file_that_changes_while_it_is_read_is_rolled_back_and_read_again_in_f
     assert_eq!(report["accepted"], rows + appended);
     // Every contact reaches Spoki once: the rolled-back read queued nothing.
     app.wait_drained(Duration::from_secs(60)).await;
-    let sent: usize = contact_writes(&app.sim.requests()).iter().map(|w| w.1).sum();
+    let sent: usize = contact_writes(&app.sim.requests())
+        .iter()
+        .map(|w| w.1)
+        .sum();
     assert_eq!(sent as u64, rows + appended);
     assert_eq!(app.sim.contacts().len() as u64, rows + appended);
     app.stop().await;
@@ -153,7 +156,11 @@ async fn an_idle_inbox_is_not_scanned_again_and_again() {
     let store = Store::open(&dir.path().join("state.db"))
         .await
         .expect("store");
-    let inbox = Inbox::new(idle_settings(&root), store, Arc::new(tokio::sync::Notify::new()));
+    let inbox = Inbox::new(
+        idle_settings(&root),
+        store,
+        Arc::new(tokio::sync::Notify::new()),
+    );
     let scans = inbox.scan_counter();
     let cancel = CancellationToken::new();
     let task = tokio::spawn(inbox.run(cancel.clone()));
@@ -179,7 +186,10 @@ async fn an_idle_inbox_is_not_scanned_again_and_again() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     let after = scans.load(Ordering::Relaxed) - before;
     println!("scans over 2 seconds after a file: {after}");
-    assert!(after <= 1, "{after} scans over 2 quiet seconds after a file");
+    assert!(
+        after <= 1,
+        "{after} scans over 2 quiet seconds after a file"
+    );
     cancel.cancel();
     task.await.expect("inbox task");
 }
@@ -289,25 +299,38 @@ listen = "127.0.0.1:0"
         assert!(error.contains("not a list folder"), "{error}");
     }
     let r = wait_report(&inbox.join("lists"), "failed", "loose.csv").await;
-    assert!(r["error"].as_str().expect("error").contains("list folder"), "{r}");
+    assert!(
+        r["error"].as_str().expect("error").contains("list folder"),
+        "{r}"
+    );
     let r = wait_report(&inbox, "failed", "pipe.csv").await;
-    assert!(r["error"].as_str().expect("error").contains("not a regular file"), "{r}");
+    assert!(
+        r["error"]
+            .as_str()
+            .expect("error")
+            .contains("not a regular file"),
+        "{r}"
+    );
     let ok = wait_report(&inbox.join("lists/8"), "processed", "ok.csv").await;
     assert_eq!(ok["accepted"], 1);
     // The long name is shortened, keeps its extension, and the report keeps the name.
     let mut long_report = None;
-    wait_until(Duration::from_secs(20), "the long-named file in processed/", || {
-        long_report = std::fs::read_dir(inbox.join("processed"))
-            .ok()
-            .and_then(|entries| {
-                entries
-                    .flatten()
-                    .map(|e| e.path())
-                    .find(|p| p.to_string_lossy().ends_with(".report.json"))
-            });
-        let found = long_report.is_some();
-        async move { found }
-    })
+    wait_until(
+        Duration::from_secs(20),
+        "the long-named file in processed/",
+        || {
+            long_report = std::fs::read_dir(inbox.join("processed"))
+                .ok()
+                .and_then(|entries| {
+                    entries
+                        .flatten()
+                        .map(|e| e.path())
+                        .find(|p| p.to_string_lossy().ends_with(".report.json"))
+                });
+            let found = long_report.is_some();
+            async move { found }
+        },
+    )
     .await;
     let report_path = long_report.expect("report");
     let report: Value =
@@ -317,7 +340,10 @@ listen = "127.0.0.1:0"
     let moved_name = report_path.to_string_lossy().replace(".report.json", "");
     assert!(moved_name.ends_with(".csv"), "{moved_name}");
     assert!(Path::new(&moved_name).exists(), "{moved_name}");
-    assert!(!inbox.join(&long).exists(), "the long-named file left the inbox");
+    assert!(
+        !inbox.join(&long).exists(),
+        "the long-named file left the inbox"
+    );
 
     // Let the daemon look at the folder many more times.
     let metrics = || async {
@@ -340,15 +366,35 @@ listen = "127.0.0.1:0"
     let log = daemon.log();
     assert_eq!(lines_with(&log, "link.csv", "symlinks"), 1, "{log}");
     assert_eq!(lines_with(&log, "lists/12", "symlinks"), 1, "{log}");
-    assert_eq!(lines_with(&log, "nested", "folders are not read"), 1, "{log}");
-    assert_eq!(lines_with(&log, "lists/5/sub", "folders are not read"), 1, "{log}");
+    assert_eq!(
+        lines_with(&log, "nested", "folders are not read"),
+        1,
+        "{log}"
+    );
+    assert_eq!(
+        lines_with(&log, "lists/5/sub", "folders are not read"),
+        1,
+        "{log}"
+    );
     for name in bad_lists {
         let folder = format!("lists/{name}");
-        assert_eq!(lines_with(&log, &folder, "its CSV files go to"), 1, "{folder}: {log}");
+        assert_eq!(
+            lines_with(&log, &folder, "its CSV files go to"),
+            1,
+            "{folder}: {log}"
+        );
         let file = format!("lists/{name}/x.csv");
-        assert_eq!(lines_with(&log, &file, "cannot be processed"), 1, "{file}: {log}");
+        assert_eq!(
+            lines_with(&log, &file, "cannot be processed"),
+            1,
+            "{file}: {log}"
+        );
     }
-    assert_eq!(log.lines().filter(|l| l.contains("pipe.csv")).count(), 1, "{log}");
+    assert_eq!(
+        log.lines().filter(|l| l.contains("pipe.csv")).count(),
+        1,
+        "{log}"
+    );
     assert_eq!(lines_with(&log, &long, "cannot move"), 0, "{log}");
     // Left in place: the symlink and the files in folders that are not read.
     assert!(inbox.join("link.csv").exists());
@@ -370,7 +416,10 @@ async fn an_unreadable_file_goes_to_failed_with_one_report() {
     }
     std::fs::rename(&path, app.inbox.join("secret.csv")).expect("rename");
     let r = wait_report(&app.inbox, "failed", "secret.csv").await;
-    assert!(r["error"].as_str().expect("error").contains("cannot read"), "{r}");
+    assert!(
+        r["error"].as_str().expect("error").contains("cannot read"),
+        "{r}"
+    );
     app.stop().await;
 }
 
@@ -391,8 +440,17 @@ async fn reports_and_moved_files_are_not_readable_by_others() {
     wait_report(&app.inbox, "failed", "nothing.csv").await;
     for folder in ["processed", "failed"] {
         let folder = app.inbox.join(folder);
-        let mode = std::fs::metadata(&folder).expect("folder").permissions().mode();
-        assert_eq!(mode & 0o007, 0, "{} is {:o}", folder.display(), mode & 0o777);
+        let mode = std::fs::metadata(&folder)
+            .expect("folder")
+            .permissions()
+            .mode();
+        assert_eq!(
+            mode & 0o007,
+            0,
+            "{} is {:o}",
+            folder.display(),
+            mode & 0o777
+        );
         for entry in std::fs::read_dir(&folder).expect("list").flatten() {
             let mode = entry.metadata().expect("meta").permissions().mode();
             assert_eq!(
