@@ -249,9 +249,11 @@ impl Inbox {
         self.seen.retain(|p, _| present.contains(p));
         self.stuck.retain(|p, _| present.contains(p));
         {
+            // By what is on disk now, not by the survey: a file created since the survey
+            // keeps what its events said.
             let mut hints = self.hints();
-            hints.writing.retain(|p| present.contains(p));
-            hints.closed.retain(|p| present.contains(p));
+            hints.writing.retain(|p| p.symlink_metadata().is_ok());
+            hints.closed.retain(|p| p.symlink_metadata().is_ok());
         }
         let grace = OPEN_WRITER_GRACE.max(self.settings.settle);
         for c in &survey.files {
