@@ -6,7 +6,7 @@
 //! while it was read is rolled back; one that changed after the commit is not moved. Either way
 //! it is read again once it is stable.
 //!
-//! Idle means idle: only create, close-after-write, rename and delete events wake a scan.
+//! Idle means idle: only create, close-after-write and rename events wake a scan.
 //! notify's inotify mask is fixed and includes open events, which the daemon's own scans cause;
 //! those (and reads, attribute changes, and anything inside `processed/` and `failed/`) are
 //! dropped in the watcher's callback, so a scan never wakes another one.
