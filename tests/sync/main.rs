@@ -8,6 +8,7 @@ mod database;
 mod helpers;
 mod hostile_http;
 mod inbox;
+mod inbox_hostile;
 mod mirror;
 mod nothing_lost;
 mod resilience;
