@@ -133,7 +133,7 @@ fn plan_bench(c: &mut Criterion) {
                 .expect("settings");
         g.bench_with_input(BenchmarkId::new("20k rows", label), &settings, |b, s| {
             b.iter(|| {
-                rt.block_on(spoki_sync::plan::plan(s, &csv, None))
+                rt.block_on(spoki_sync::cli::plan::plan(s, &csv, None))
                     .expect("plan")
             });
         });

@@ -14,7 +14,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use spoki_sync::app::App;
-use spoki_sync::demo::scaled_settings;
+use spoki_sync::cli::demo::scaled_settings;
 use spoki_sync::sim::{self, SimConfig, SimHandle};
 
 fn bulk_times(sim: &SimHandle) -> Vec<u64> {

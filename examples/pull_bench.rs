@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 use spoki_sync::app::App;
-use spoki_sync::demo::scaled_settings;
+use spoki_sync::cli::demo::scaled_settings;
 use spoki_sync::sim::{self, SimConfig};
 
 #[tokio::main]

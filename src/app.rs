@@ -15,17 +15,18 @@ use crate::admin::{self, AdminState};
 use crate::commands::{CommandWorker, Commands};
 use crate::config::Settings;
 use crate::live::Live;
-use crate::mirror::{Mirror, MirrorSettings};
 use crate::normalise;
 use crate::outbound::batcher::{Batcher, BatcherSettings};
 use crate::outbound::limits::Budgets;
-use crate::reload::{self, Reloader, WebhookKeys};
-use crate::service;
+use crate::reverse::{Mirror, MirrorSettings};
+use crate::runtime::reload::{self, Reloader};
+use crate::runtime::service;
 use crate::sources::inbox::Inbox;
+use crate::sources::webhooks::WebhookKeys;
+use crate::sources::webhooks::{self, WebhookState};
 use crate::spoki::SpokiClient;
 use crate::store::maintenance::{self, Maintenance};
 use crate::store::{Store, StoreError};
-use crate::webhooks::{self, WebhookState};
 
 /// How long requests in flight get to finish at shutdown (within systemd's 10 s promise).
 pub const DRAIN: Duration = Duration::from_secs(7);
@@ -260,13 +261,13 @@ impl App {
         let admin_state = AdminState::new(
             self.store.clone(),
             self.commands.clone(),
-            self.mirror.clone(),
+            admin::Triggers::of(&self.mirror),
             self.reloader.clone(),
         );
         let admin_addr = self.admin_listener.local_addr().ok();
         let admin_limits =
-            admin::listener::Limits::new(&self.settings.admin.limits, admin::BODY_LIMIT);
-        tracker.spawn(admin::listener::serve(
+            crate::listener::Limits::new(&self.settings.admin.limits, admin::BODY_LIMIT);
+        tracker.spawn(crate::listener::serve(
             self.admin_listener,
             admin::router(admin_state, admin_limits),
             admin_limits,
@@ -275,8 +276,8 @@ impl App {
         ));
         let hooks_addr = self.webhooks_listener.local_addr().ok();
         let hooks_limits =
-            admin::listener::Limits::new(&self.settings.webhooks.limits, webhooks::BODY_LIMIT);
-        tracker.spawn(admin::listener::serve(
+            crate::listener::Limits::new(&self.settings.webhooks.limits, webhooks::BODY_LIMIT);
+        tracker.spawn(crate::listener::serve(
             self.webhooks_listener,
             webhooks::router(self.webhooks, hooks_limits),
             hooks_limits,

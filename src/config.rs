@@ -16,6 +16,37 @@ pub const DEFAULT_CONFIG_PATH: &str = "/etc/spoki-sync/config.toml";
 
 pub use spoki_api::{RateLimit, Secret, parse_duration};
 
+/// The first bytes of every SQLite database file.
+const SQLITE_HEADER: &[u8] = b"SQLite format 3\0";
+
+/// Why `path` cannot be the database, if it cannot: a folder, or a non-empty file that does
+/// not start with SQLite's header. A missing or empty file is fine (it is created).
+pub fn sqlite_file_problem(path: &Path) -> Option<String> {
+    let meta = match std::fs::metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+        Err(e) => return Some(format!("cannot read {}: {e}", path.display())),
+    };
+    if meta.is_dir() {
+        return Some(format!("{} is a folder, not a file", path.display()));
+    }
+    if meta.len() == 0 {
+        return None;
+    }
+    use std::io::Read as _;
+    let mut head = Vec::with_capacity(SQLITE_HEADER.len());
+    let read = std::fs::File::open(path)
+        .and_then(|f| f.take(SQLITE_HEADER.len() as u64).read_to_end(&mut head));
+    match read {
+        Err(e) => Some(format!("cannot read {}: {e}", path.display())),
+        Ok(_) if head == SQLITE_HEADER => None,
+        Ok(_) => Some(format!(
+            "{} is not a SQLite database (it does not start with the SQLite header)",
+            path.display()
+        )),
+    }
+}
+
 /// Which side wins a field changed on both sides.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ConflictWinner {
@@ -346,9 +377,7 @@ impl Settings {
                 db_dir.display()
             ));
         }
-        if let Some(problem) =
-            crate::store::maintenance::sqlite_file_problem(&self.storage.database)
-        {
+        if let Some(problem) = sqlite_file_problem(&self.storage.database) {
             problems.push(format!("storage.database: {problem}"));
         }
         if let Err(e) = writable_dir(&self.csv.inbox) {
@@ -919,7 +948,7 @@ mod tests {
         let s = Settings::from_toml("[webhooks]\nsecret = \"whsec_ a2V5\"\n").expect("valid");
         let secret = s.webhooks.secret.expect("set");
         assert_eq!(
-            crate::webhooks::decode_whsec(&secret).expect("decodes"),
+            crate::sources::webhooks::decode_whsec(&secret).expect("decodes"),
             b"key"
         );
     }

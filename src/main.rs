@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use spoki_sync::admin::client::{AdminClient, CliOutcome};
+use spoki_sync::cli::client::{AdminClient, CliOutcome};
 use spoki_sync::config::{LogFormat, Settings, resolve_path};
 use spoki_sync::store::StoreError;
 
@@ -115,7 +115,7 @@ fn read_params(arg: &str) -> anyhow::Result<serde_json::Value> {
 
 /// Starts logging; returns how a reload changes the filter. `RUST_LOG` wins over `log.filter`
 /// at start; a reload applies the file's `log.filter`.
-fn init_logging(filter: &str, format: LogFormat) -> spoki_sync::reload::LogFilterHook {
+fn init_logging(filter: &str, format: LogFormat) -> spoki_sync::runtime::reload::LogFilterHook {
     use tracing_subscriber::prelude::*;
     use tracing_subscriber::{EnvFilter, fmt, reload};
     let filter = EnvFilter::try_from_default_env()
@@ -185,7 +185,10 @@ async fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            match app.run_until(spoki_sync::signals::shutdown_signal()).await {
+            match app
+                .run_until(spoki_sync::runtime::signals::shutdown_signal())
+                .await
+            {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     tracing::error!(error = format!("{e:#}"), "stopped with an error");
@@ -209,7 +212,7 @@ async fn main() -> ExitCode {
                 return ExitCode::from(EX_CONFIG);
             }
             if online {
-                match spoki_sync::plan::check_online(&settings).await {
+                match spoki_sync::cli::plan::check_online(&settings).await {
                     Ok(()) => println!("Spoki accepted spoki.api_key"),
                     Err(spoki_sync::spoki::SpokiError::Rejected { status, .. })
                         if status == 401 || status == 403 =>
@@ -236,7 +239,7 @@ async fn main() -> ExitCode {
                 Ok(s) => s,
                 Err(code) => return code,
             };
-            match spoki_sync::plan::plan(&settings, &file, list).await {
+            match spoki_sync::cli::plan::plan(&settings, &file, list).await {
                 Ok(plan) => {
                     if json {
                         println!("{}", serde_json::to_string(&plan).unwrap_or_default());
@@ -319,7 +322,7 @@ async fn main() -> ExitCode {
             }
         }
         #[cfg(feature = "sim")]
-        Command::Demo => match spoki_sync::demo::run().await {
+        Command::Demo => match spoki_sync::cli::demo::run().await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("spoki-sync demo: {e:#}");

@@ -1,5 +1,6 @@
 //! Rules review forgets, checked on the source tree: every file says what it owns, SQL stays in
-//! the store, only the one sender paces requests to Spoki, the store knows nothing of Spoki's wire, and the simulator depends on neither the
+//! the store, only the one sender paces requests to Spoki, the modules import one another in
+//! one direction, the store knows nothing of Spoki's wire, and the simulator depends on neither the
 //! daemon nor its Spoki client (read from `cargo metadata`, so a new dependency cannot sneak in).
 
 use std::path::{Path, PathBuf};
@@ -98,6 +99,69 @@ fn every_request_to_spoki_goes_through_the_one_sender() {
         found.is_empty(),
         "budgets used outside the sender: {found:?}"
     );
+}
+
+/// The daemon's top-level modules (`src/<name>.rs` or `src/<name>/`) and the others each one
+/// names as `crate::<other>`, test code left out.
+fn module_graph() -> std::collections::BTreeMap<String, std::collections::BTreeSet<String>> {
+    let mut graph: std::collections::BTreeMap<String, std::collections::BTreeSet<String>> =
+        Default::default();
+    for path in files_under(&["src"]) {
+        let r = rel(&path);
+        if r.ends_with("tests.rs") {
+            continue;
+        }
+        let inner = r.trim_start_matches("src/");
+        let top = inner
+            .split('/')
+            .next()
+            .unwrap_or(inner)
+            .trim_end_matches(".rs")
+            .to_owned();
+        if top == "main" || top == "lib" {
+            continue;
+        }
+        let text = read(&path);
+        let code = text.split("#[cfg(test)]").next().unwrap_or("");
+        let deps = graph.entry(top.clone()).or_default();
+        for piece in code.split("crate::").skip(1) {
+            let name: String = piece
+                .chars()
+                .take_while(|c| c.is_ascii_lowercase() || *c == '_')
+                .collect();
+            if !name.is_empty() && name != top {
+                deps.insert(name);
+            }
+        }
+    }
+    graph
+}
+
+#[test]
+fn the_daemons_modules_import_each_other_in_one_direction() {
+    let graph = module_graph();
+    let reaches = |from: &str, to: &str| {
+        let mut stack = vec![from.to_owned()];
+        let mut seen = std::collections::BTreeSet::new();
+        while let Some(m) = stack.pop() {
+            for d in graph.get(&m).into_iter().flatten() {
+                if d == to {
+                    return true;
+                }
+                if seen.insert(d.clone()) {
+                    stack.push(d.clone());
+                }
+            }
+        }
+        false
+    };
+    let cycles: Vec<String> = graph
+        .iter()
+        .flat_map(|(m, deps)| deps.iter().map(move |d| (m, d)))
+        .filter(|(m, d)| reaches(d, m))
+        .map(|(m, d)| format!("{m} -> {d} -> ... -> {m}"))
+        .collect();
+    assert!(cycles.is_empty(), "import cycles: {cycles:?}");
 }
 
 #[test]

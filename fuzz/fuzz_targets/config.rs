@@ -47,7 +47,7 @@ fuzz_target!(|data: &[u8]| {
             assert!(!s.csv.rescan_interval.is_zero());
             if let Some(secret) = &s.webhooks.secret {
                 assert!(
-                    spoki_sync::webhooks::decode_whsec(secret).is_ok_and(|k| !k.is_empty()),
+                    spoki_sync::sources::webhooks::decode_whsec(secret).is_ok_and(|k| !k.is_empty()),
                     "a webhooks.secret that passed the check decodes"
                 );
             }

@@ -16,7 +16,7 @@ use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
 use spoki_sync::domain::ListId;
-use spoki_sync::ingest::{self, IngestError, PlanSink};
+use spoki_sync::sources::ingest::{self, IngestError, PlanSink};
 use spoki_sync::normalise::DefaultRegion;
 use spoki_sync::sources::csv_file::CsvFile;
 

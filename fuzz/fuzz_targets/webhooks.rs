@@ -30,10 +30,10 @@ use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
 use sha2::Sha256;
 use spoki_sync::config::Secret;
-use spoki_sync::mirror::spoki_contact;
+use spoki_sync::reverse::spoki_contact;
 use spoki_sync::normalise::{self, DefaultRegion};
 use spoki_sync::spoki::ContactRecord;
-use spoki_sync::webhooks;
+use spoki_sync::sources::webhooks;
 
 type HmacSha256 = Hmac<Sha256>;
 

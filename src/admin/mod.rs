@@ -2,12 +2,12 @@
 //! `/healthz` behind `Authorization: Bearer <admin.token>`, compared in constant time.
 //! Errors are `{"error": "..."}`; no answer or log line carries a secret.
 
-pub mod client;
-pub mod listener;
 pub mod metrics;
 
 use std::sync::Arc;
 use std::time::Instant;
+
+use tokio::sync::Notify;
 
 use axum::body::Bytes;
 use axum::extract::{Path, Query, Request, State};
@@ -18,23 +18,41 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
+
 use subtle::ConstantTimeEq;
 
 use crate::commands::{Commands, SubmitError, Submitted};
-use crate::mirror::Mirror;
-use crate::reload::Reloader;
+use crate::listener;
+use crate::reverse::Mirror;
+use crate::runtime::reload::Reloader;
 use crate::store::{RejectFilter, STATUSES, Store, StoreError};
 
 /// Most rows a list route returns when no `limit` is given, and at most.
 const DEFAULT_LIMIT: i64 = 100;
 const MAX_LIMIT: i64 = 1000;
 
+/// What the admin API may start elsewhere: a pull now, a look at the deletions just
+/// confirmed. Narrow handles, so the admin API never holds the Spoki client.
+#[derive(Clone, Debug)]
+pub struct Triggers {
+    pub pull_now: Arc<Notify>,
+    pub deletes_wake: Arc<Notify>,
+}
+
+impl Triggers {
+    pub fn of(mirror: &Mirror) -> Triggers {
+        Triggers {
+            pull_now: Arc::clone(&mirror.pull_now),
+            deletes_wake: Arc::clone(&mirror.deletes_wake),
+        }
+    }
+}
+
 #[derive(Clone)]
 pub struct AdminState {
     store: Store,
     commands: Commands,
-    mirror: Mirror,
+    triggers: Triggers,
     reloader: Arc<Reloader>,
     started: Instant,
 }
@@ -45,22 +63,17 @@ impl AdminState {
     pub fn new(
         store: Store,
         commands: Commands,
-        mirror: Mirror,
+        triggers: Triggers,
         reloader: Arc<Reloader>,
     ) -> AdminState {
         AdminState {
             store,
             commands,
-            mirror,
+            triggers,
             reloader,
             started: Instant::now(),
         }
     }
-}
-
-/// The SHA-256 of a bearer token: what is kept and compared, in constant time.
-pub fn digest(text: &str) -> [u8; 32] {
-    Sha256::digest(text.as_bytes()).into()
 }
 
 /// The largest admin request body (a 500-contact `bulk_sync_contacts` is about 0.2 MiB).
@@ -142,7 +155,8 @@ async fn require_token(
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::trim);
     let expected = state.reloader.admin_token.get();
-    let ok = offered.is_some_and(|t| bool::from(digest(t).ct_eq(&expected)));
+    let ok =
+        offered.is_some_and(|t| bool::from(crate::runtime::reload::digest(t).ct_eq(&expected)));
     if ok {
         return next.run(request).await;
     }
@@ -443,7 +457,7 @@ async fn rejects(
 }
 
 async fn pull(State(state): State<AdminState>) -> Response {
-    state.mirror.pull_now.notify_one();
+    state.triggers.pull_now.notify_one();
     (
         StatusCode::ACCEPTED,
         Json(json!({"status": "pull started"})),
@@ -452,9 +466,9 @@ async fn pull(State(state): State<AdminState>) -> Response {
 }
 
 async fn reload(State(state): State<AdminState>) -> Response {
-    crate::service::notify("RELOADING=1");
+    crate::runtime::service::notify("RELOADING=1");
     let outcome = state.reloader.reload().await;
-    crate::service::notify("READY=1");
+    crate::runtime::service::notify("READY=1");
     match outcome {
         Ok(r) => {
             tracing::info!(applied = ?r.applied, need_restart = ?r.need_restart, "configuration reloaded");
@@ -477,7 +491,7 @@ async fn confirm_deletes(State(state): State<AdminState>) -> Result<Json<Value>,
         deletions = n,
         "held deletions confirmed through the admin API"
     );
-    state.mirror.deletes_wake.notify_one();
+    state.triggers.deletes_wake.notify_one();
     Ok(Json(json!({ "confirmed": n })))
 }
 

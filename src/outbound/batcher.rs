@@ -78,7 +78,7 @@ pub struct Batcher {
     budgets: Budgets,
     settings: Arc<std::sync::RwLock<BatcherSettings>>,
     /// Beats each time the main loop goes round (the systemd watchdog watches it).
-    pub heartbeat: crate::service::Heartbeat,
+    pub heartbeat: crate::live::Heartbeat,
     wake: Arc<Notify>,
     pub stats: Arc<BatcherStats>,
     fields_listed: Arc<std::sync::atomic::AtomicBool>,
@@ -107,7 +107,7 @@ impl Batcher {
             store,
             budgets,
             settings: Arc::new(std::sync::RwLock::new(settings)),
-            heartbeat: crate::service::Heartbeat::new(),
+            heartbeat: crate::live::Heartbeat::new(),
             wake,
             stats: Arc::new(BatcherStats::default()),
             fields_listed: Arc::new(std::sync::atomic::AtomicBool::new(false)),

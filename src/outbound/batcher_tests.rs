@@ -44,7 +44,7 @@ async fn rig_with(window: Duration, tweak: impl FnOnce(&mut crate::config::Setti
     .expect("simulator");
     let dir = tempfile::tempdir().expect("dir");
     let mut settings =
-        crate::demo::scaled_settings(&sim.base_url(), "sim-api-key", dir.path(), window)
+        crate::cli::demo::scaled_settings(&sim.base_url(), "sim-api-key", dir.path(), window)
             .expect("settings");
     tweak(&mut settings);
     let store = Store::open(&dir.path().join("t.db")).await.expect("store");

@@ -32,8 +32,8 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::domain::ListId;
-use crate::ingest::{self, FileReport, IngestError, OutboxSink};
 use crate::normalise::DefaultRegion;
+use crate::sources::ingest::{self, FileReport, IngestError, OutboxSink};
 use crate::store::{Store, StoreError};
 
 #[derive(Clone, Debug)]

@@ -3,7 +3,6 @@
 //! (the mirror table `contacts` and its triggers), file modes, the WAL's size, and pruning of
 //! old rows by the `storage.retention.*` settings.
 
-use std::io::Read;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -22,34 +21,7 @@ const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 /// Rows deleted per statement while pruning, so no prune holds the write lock for long.
 const PRUNE_CHUNK: i64 = 5000;
 
-const SQLITE_HEADER: &[u8; 16] = b"SQLite format 3\0";
-
-/// Why `path` cannot be the database, if it cannot: a folder, or a non-empty file that does
-/// not start with SQLite's header. A missing or empty file is fine (it is created).
-pub fn sqlite_file_problem(path: &Path) -> Option<String> {
-    let meta = match std::fs::metadata(path) {
-        Ok(m) => m,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
-        Err(e) => return Some(format!("cannot read {}: {e}", path.display())),
-    };
-    if meta.is_dir() {
-        return Some(format!("{} is a folder, not a file", path.display()));
-    }
-    if meta.len() == 0 {
-        return None;
-    }
-    let mut head = Vec::with_capacity(SQLITE_HEADER.len());
-    let read = std::fs::File::open(path)
-        .and_then(|f| f.take(SQLITE_HEADER.len() as u64).read_to_end(&mut head));
-    match read {
-        Err(e) => Some(format!("cannot read {}: {e}", path.display())),
-        Ok(_) if head == SQLITE_HEADER => None,
-        Ok(_) => Some(format!(
-            "{} is not a SQLite database (it does not start with the SQLite header)",
-            path.display()
-        )),
-    }
-}
+pub use crate::config::sqlite_file_problem;
 
 fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
     let mut s = path.as_os_str().to_owned();

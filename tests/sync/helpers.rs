@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use spoki_sync::app::App;
+use spoki_sync::cli::demo::scaled_settings;
 use spoki_sync::config::Settings;
-use spoki_sync::demo::scaled_settings;
 use spoki_sync::sim::{self, RecordedRequest, SimConfig, SimHandle};
 use spoki_sync::store::Store;
 use tempfile::TempDir;

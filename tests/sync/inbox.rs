@@ -247,7 +247,7 @@ async fn plan_reports_the_shared_sample_without_writing() {
         dir.path().join("none.db").display()
     ))
     .expect("settings");
-    let plan = spoki_sync::plan::plan(&settings, &path, None)
+    let plan = spoki_sync::cli::plan::plan(&settings, &path, None)
         .await
         .expect("plan");
     let json = serde_json::to_value(&plan).expect("json");

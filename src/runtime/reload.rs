@@ -10,38 +10,25 @@ use std::sync::Arc;
 use crate::commands::WorkerSettings;
 use crate::config::{ConfigError, Secret, Settings};
 use crate::live::Live;
-use crate::mirror::MirrorSettings;
 use crate::outbound::batcher::{Batcher, BatcherSettings};
 use crate::outbound::limits::Budgets;
+use crate::reverse::MirrorSettings;
 use crate::sources::inbox::InboxSettings;
+use crate::sources::webhooks::WebhookKeys;
 use crate::spoki::SpokiClient;
 
 /// Applies a new log filter (`log.filter`); returns why it cannot.
 pub type LogFilterHook = Arc<dyn Fn(&str) -> Result<(), String> + Send + Sync>;
 
-/// The keys of the two webhook routes.
-#[derive(Clone, Debug, Default)]
-pub struct WebhookKeys {
-    /// The decoded key of `webhooks.secret`.
-    pub contacts: Option<Arc<Vec<u8>>>,
-    pub spoki: Option<Secret>,
-}
-
-impl WebhookKeys {
-    pub fn from_settings(s: &Settings) -> Result<WebhookKeys, String> {
-        let contacts = match &s.webhooks.secret {
-            Some(secret) => Some(Arc::new(crate::webhooks::decode_whsec(secret)?)),
-            None => None,
-        };
-        Ok(WebhookKeys {
-            contacts,
-            spoki: s.webhooks.spoki_secret.clone(),
-        })
-    }
-}
-
+/// What the admin API compares offered tokens with (SHA-256, in constant time): the token
+/// itself is kept nowhere after start or reload.
 pub fn token_digest(token: &Secret) -> [u8; 32] {
-    crate::admin::digest(token.expose())
+    digest(token.expose())
+}
+
+pub fn digest(text: &str) -> [u8; 32] {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(text.as_bytes()).into()
 }
 
 pub fn inbox_settings(s: &Settings) -> InboxSettings {
@@ -208,7 +195,7 @@ impl Reloader {
 
     /// Reloads and logs the outcome (SIGHUP).
     pub async fn reload_and_log(&self) {
-        crate::service::notify("RELOADING=1");
+        crate::runtime::service::notify("RELOADING=1");
         match self.reload().await {
             Ok(r) => tracing::info!(
                 applied = ?r.applied,
@@ -220,6 +207,6 @@ impl Reloader {
                 "configuration NOT reloaded; the running one stays"
             ),
         }
-        crate::service::notify("READY=1");
+        crate::runtime::service::notify("READY=1");
     }
 }

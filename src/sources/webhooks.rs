@@ -26,13 +26,12 @@ use sha2::Sha256;
 use subtle::ConstantTimeEq;
 use tokio::sync::Notify;
 
-use crate::admin::listener::{self, WarnLimiter};
 use crate::config::{Secret, Settings};
 use crate::domain::{ContactFields, ListId, Phone};
+use crate::listener::{self, WarnLimiter};
 use crate::live::Live;
-use crate::mirror::{report_conflicts, spoki_contact};
 use crate::normalise::{self, DefaultRegion};
-use crate::reload::WebhookKeys;
+use crate::reverse::{report_conflicts, spoki_contact};
 use crate::spoki::ContactRecord;
 use crate::store::{Incoming, Store, StoreError};
 
@@ -57,6 +56,27 @@ pub struct WebhookState {
     /// The running configuration (region, conflict winner).
     pub settings: Live<Settings>,
     pub batcher_wake: Arc<Notify>,
+}
+
+/// The keys of the two webhook routes.
+#[derive(Clone, Debug, Default)]
+pub struct WebhookKeys {
+    /// The decoded key of `webhooks.secret`.
+    pub contacts: Option<Arc<Vec<u8>>>,
+    pub spoki: Option<Secret>,
+}
+
+impl WebhookKeys {
+    pub fn from_settings(s: &Settings) -> Result<WebhookKeys, String> {
+        let contacts = match &s.webhooks.secret {
+            Some(secret) => Some(Arc::new(decode_whsec(secret)?)),
+            None => None,
+        };
+        Ok(WebhookKeys {
+            contacts,
+            spoki: s.webhooks.spoki_secret.clone(),
+        })
+    }
 }
 
 /// The key of a Standard Webhooks secret: the base64 after `whsec_`.

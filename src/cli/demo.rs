@@ -11,11 +11,11 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::app::App;
 use crate::config::Settings;
-use crate::ingest::FileReport;
 use crate::sim::{self, SimConfig};
+use crate::sources::ingest::FileReport;
 use crate::spoki::actions::Action;
 
-const SAMPLE: &[u8] = include_bytes!("../examples/contacts-demo.csv");
+const SAMPLE: &[u8] = include_bytes!("../../examples/contacts-demo.csv");
 const SAMPLE_NAME: &str = "contacts-demo.csv";
 /// One minute of Spoki's budget lasts this long in the demo.
 const WINDOW: Duration = Duration::from_secs(2);

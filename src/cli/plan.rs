@@ -8,8 +8,8 @@ use serde::Serialize;
 
 use crate::config::Settings;
 use crate::domain::ListId;
-use crate::ingest::{self, IngestError, PlanSink};
 use crate::outbound::batcher::{BULK, BULK_MAX, LIST, SINGLE};
+use crate::sources::ingest::{self, IngestError, PlanSink};
 use crate::store::Store;
 
 #[derive(Clone, Debug, Serialize)]

@@ -3,11 +3,11 @@
 //! keep ticking, so a stuck daemon is restarted rather than kept alive by a healthy timer.
 //! Outside systemd (no `$NOTIFY_SOCKET`) every call does nothing.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
+
+pub use crate::live::Heartbeat;
 
 /// Sends one notification; errors are logged at debug level and otherwise ignored (systemd
 /// not listening is not a reason to stop).
@@ -57,45 +57,6 @@ pub fn watchdog_interval() -> Option<Duration> {
         }
     }
     (usec > 0).then(|| Duration::from_micros(usec))
-}
-
-/// When a main loop last went round.
-#[derive(Clone, Debug)]
-pub struct Heartbeat {
-    origin: tokio::time::Instant,
-    last_ms: Arc<AtomicU64>,
-}
-
-impl Default for Heartbeat {
-    fn default() -> Heartbeat {
-        Heartbeat::new()
-    }
-}
-
-impl Heartbeat {
-    pub fn new() -> Heartbeat {
-        Heartbeat {
-            origin: tokio::time::Instant::now(),
-            last_ms: Arc::new(AtomicU64::new(0)),
-        }
-    }
-
-    fn now_ms(&self) -> u64 {
-        u64::try_from(self.origin.elapsed().as_millis()).unwrap_or(u64::MAX)
-    }
-
-    /// Called by a loop each time it goes round.
-    pub fn beat(&self) {
-        self.last_ms.store(self.now_ms(), Ordering::Relaxed);
-    }
-
-    /// How long since the last beat.
-    pub fn age(&self) -> Duration {
-        Duration::from_millis(
-            self.now_ms()
-                .saturating_sub(self.last_ms.load(Ordering::Relaxed)),
-        )
-    }
 }
 
 /// Pings the watchdog every third of its interval while `heartbeat` is fresher than half of
