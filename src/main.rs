@@ -153,163 +153,30 @@ fn load(config: Option<&std::path::Path>) -> Result<Settings, ExitCode> {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let cli = Cli::parse();
-    match cli.command {
+    match Cli::parse().command {
         Command::Run {
             config,
             allow_new_database,
-        } => {
-            let mut settings = match load(config.as_deref()) {
-                Ok(s) => s,
-                Err(code) => return code,
-            };
-            settings.storage.allow_new_database = allow_new_database;
-            let log_hook = init_logging(&settings.log.filter, settings.log.format);
-            if let Err(e) = settings.check_runnable() {
-                eprintln!("spoki-sync: {e}");
-                return ExitCode::from(EX_CONFIG);
-            }
-            let (path, required) = resolve_path(config.as_deref());
-            let app = match spoki_sync::app::App::build(settings).await {
-                Ok(mut app) => {
-                    app.set_config_source(path, required);
-                    app.set_log_filter_hook(log_hook);
-                    app
-                }
-                Err(e) => {
-                    if let Some(StoreError::Refused(why)) = e.downcast_ref::<StoreError>() {
-                        tracing::error!(error = %why, "refusing to start");
-                        return ExitCode::from(EX_CONFIG);
-                    }
-                    tracing::error!(error = format!("{e:#}"), "cannot start");
-                    return ExitCode::FAILURE;
-                }
-            };
-            match app
-                .run_until(spoki_sync::runtime::signals::shutdown_signal())
-                .await
-            {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    tracing::error!(error = format!("{e:#}"), "stopped with an error");
-                    ExitCode::FAILURE
-                }
-            }
-        }
-        Command::CheckConfig { config, online } => {
-            let settings = match load(config.as_deref()) {
-                Ok(s) => s,
-                Err(code) => return code,
-            };
-            let mut problems = settings.check_paths();
-            if let Err(e) = settings.check_runnable() {
-                problems.extend(e.problems);
-            }
-            if !problems.is_empty() {
-                for p in &problems {
-                    eprintln!("spoki-sync: {p}");
-                }
-                return ExitCode::from(EX_CONFIG);
-            }
-            if online {
-                match spoki_sync::cli::plan::check_online(&settings).await {
-                    Ok(()) => println!("Spoki accepted spoki.api_key"),
-                    Err(spoki_sync::spoki::SpokiError::Rejected { status, .. })
-                        if status == 401 || status == 403 =>
-                    {
-                        eprintln!("spoki-sync: spoki.api_key: Spoki refused it (HTTP {status})");
-                        return ExitCode::from(EX_CONFIG);
-                    }
-                    Err(e) => {
-                        eprintln!("spoki-sync: cannot check spoki.api_key: {e}");
-                        return ExitCode::from(EX_UNAVAILABLE);
-                    }
-                }
-            }
-            println!("configuration is valid");
-            ExitCode::SUCCESS
-        }
+        } => run(config, allow_new_database).await,
+        Command::CheckConfig { config, online } => check_config(config, online).await,
         Command::Plan {
             file,
             config,
             list,
             json,
-        } => {
-            let settings = match load(config.as_deref()) {
-                Ok(s) => s,
-                Err(code) => return code,
-            };
-            match spoki_sync::cli::plan::plan(&settings, &file, list).await {
-                Ok(plan) => {
-                    if json {
-                        println!("{}", serde_json::to_string(&plan).unwrap_or_default());
-                    } else {
-                        println!("{}", plan.human());
-                    }
-                    ExitCode::SUCCESS
-                }
-                Err(e) => {
-                    eprintln!("spoki-sync: {}: {e}", file.display());
-                    ExitCode::FAILURE
-                }
-            }
-        }
+        } => plan(file, config, list, json).await,
         Command::Cmd {
             action,
             params,
             wait,
             json,
             config,
-        } => {
-            let settings = match load(config.as_deref()) {
-                Ok(s) => s,
-                Err(code) => return code,
-            };
-            let params = match read_params(&params) {
-                Ok(p) => p,
-                Err(e) => {
-                    eprintln!("spoki-sync: --params: {e:#}");
-                    return ExitCode::from(EX_USAGE);
-                }
-            };
-            let run = async {
-                let client = AdminClient::from_settings(&settings)?;
-                client.cmd(&action, params, wait, json).await
-            };
-            match run.await {
-                Ok(CliOutcome::Ok) => ExitCode::SUCCESS,
-                Ok(CliOutcome::Failed) => ExitCode::FAILURE,
-                Err(e) => {
-                    eprintln!("spoki-sync: {e:#}");
-                    ExitCode::from(EX_UNAVAILABLE)
-                }
-            }
-        }
+        } => cmd(action, params, wait, json, config).await,
         Command::Status {
             json,
             watch,
             config,
-        } => {
-            let settings = match load(config.as_deref()) {
-                Ok(s) => s,
-                Err(code) => return code,
-            };
-            let run = async {
-                let client = AdminClient::from_settings(&settings)?;
-                if watch {
-                    client.watch(std::time::Duration::from_secs(2)).await
-                } else {
-                    client.status(json).await
-                }
-            };
-            match run.await {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("spoki-sync: {e:#}");
-                    ExitCode::from(EX_UNAVAILABLE)
-                }
-            }
-        }
+        } => status(json, watch, config).await,
         #[cfg(feature = "sim")]
         Command::Sim { listen, api_key } => {
             let _ = init_logging("info", LogFormat::Human);
@@ -329,5 +196,158 @@ async fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+    }
+}
+
+/// `run`: the daemon, until SIGTERM or SIGINT.
+async fn run(config: Option<PathBuf>, allow_new_database: bool) -> ExitCode {
+    let mut settings = match load(config.as_deref()) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    settings.storage.allow_new_database = allow_new_database;
+    let log_hook = init_logging(&settings.log.filter, settings.log.format);
+    if let Err(e) = settings.check_runnable() {
+        eprintln!("spoki-sync: {e}");
+        return ExitCode::from(EX_CONFIG);
+    }
+    let (path, required) = resolve_path(config.as_deref());
+    let app = match spoki_sync::app::App::build(settings).await {
+        Ok(mut app) => {
+            app.set_config_source(path, required);
+            app.set_log_filter_hook(log_hook);
+            app
+        }
+        Err(e) => {
+            if let Some(StoreError::Refused(why)) = e.downcast_ref::<StoreError>() {
+                tracing::error!(error = %why, "refusing to start");
+                return ExitCode::from(EX_CONFIG);
+            }
+            tracing::error!(error = format!("{e:#}"), "cannot start");
+            return ExitCode::FAILURE;
+        }
+    };
+    match app
+        .run_until(spoki_sync::runtime::signals::shutdown_signal())
+        .await
+    {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = format!("{e:#}"), "stopped with an error");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `check-config`: every problem named, exit 78; `--online` asks Spoki about the key.
+async fn check_config(config: Option<PathBuf>, online: bool) -> ExitCode {
+    let settings = match load(config.as_deref()) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    let mut problems = settings.check_paths();
+    if let Err(e) = settings.check_runnable() {
+        problems.extend(e.problems);
+    }
+    if !problems.is_empty() {
+        for p in &problems {
+            eprintln!("spoki-sync: {p}");
+        }
+        return ExitCode::from(EX_CONFIG);
+    }
+    if online {
+        match spoki_sync::cli::plan::check_online(&settings).await {
+            Ok(()) => println!("Spoki accepted spoki.api_key"),
+            Err(spoki_sync::spoki::SpokiError::Rejected { status, .. })
+                if status == 401 || status == 403 =>
+            {
+                eprintln!("spoki-sync: spoki.api_key: Spoki refused it (HTTP {status})");
+                return ExitCode::from(EX_CONFIG);
+            }
+            Err(e) => {
+                eprintln!("spoki-sync: cannot check spoki.api_key: {e}");
+                return ExitCode::from(EX_UNAVAILABLE);
+            }
+        }
+    }
+    println!("configuration is valid");
+    ExitCode::SUCCESS
+}
+
+/// `plan`: what the inbox would send for a file.
+async fn plan(file: PathBuf, config: Option<PathBuf>, list: Option<i64>, json: bool) -> ExitCode {
+    let settings = match load(config.as_deref()) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    match spoki_sync::cli::plan::plan(&settings, &file, list).await {
+        Ok(plan) => {
+            if json {
+                println!("{}", serde_json::to_string(&plan).unwrap_or_default());
+            } else {
+                println!("{}", plan.human());
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("spoki-sync: {}: {e}", file.display());
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `cmd`: one action queued through the running daemon.
+async fn cmd(
+    action: String,
+    params: String,
+    wait: bool,
+    json: bool,
+    config: Option<PathBuf>,
+) -> ExitCode {
+    let settings = match load(config.as_deref()) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    let params = match read_params(&params) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("spoki-sync: --params: {e:#}");
+            return ExitCode::from(EX_USAGE);
+        }
+    };
+    let run = async {
+        let client = AdminClient::from_settings(&settings)?;
+        client.cmd(&action, params, wait, json).await
+    };
+    match run.await {
+        Ok(CliOutcome::Ok) => ExitCode::SUCCESS,
+        Ok(CliOutcome::Failed) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("spoki-sync: {e:#}");
+            ExitCode::from(EX_UNAVAILABLE)
+        }
+    }
+}
+
+/// `status`: the running daemon's status, once or like `top`.
+async fn status(json: bool, watch: bool, config: Option<PathBuf>) -> ExitCode {
+    let settings = match load(config.as_deref()) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    let run = async {
+        let client = AdminClient::from_settings(&settings)?;
+        if watch {
+            client.watch(std::time::Duration::from_secs(2)).await
+        } else {
+            client.status(json).await
+        }
+    };
+    match run.await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("spoki-sync: {e:#}");
+            ExitCode::from(EX_UNAVAILABLE)
+        }
     }
 }
