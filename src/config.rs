@@ -579,9 +579,43 @@ impl RawSettings {
         let mut c = Checker {
             problems: Vec::new(),
         };
+        // Every section is checked, so every problem is named at once.
+        let spoki = self.spoki.check(&mut c);
+        let storage = self.storage.check(&mut c);
+        let csv = self.csv.check(&mut c);
+        let mirror = self.mirror.check(&mut c);
+        let admin = self.admin.check(&mut c);
+        let webhooks = self.webhooks.check(&mut c);
+        let batch = self.batch.check(&mut c);
+        let commands = self.commands.check(&mut c);
+        let log = self.log.check(&mut c);
+        if !c.problems.is_empty() {
+            return Err(ConfigError {
+                problems: c.problems,
+            });
+        }
+        let (Some(spoki), Some(csv)) = (spoki, csv) else {
+            return Err(ConfigError {
+                problems: vec!["internal: a checked value went missing".into()],
+            });
+        };
+        Ok(Settings {
+            spoki,
+            storage,
+            csv,
+            mirror,
+            admin,
+            webhooks,
+            batch,
+            commands,
+            log,
+        })
+    }
+}
 
+impl RawSpoki {
+    fn check(self, c: &mut Checker) -> Option<SpokiSettings> {
         let base_text = self
-            .spoki
             .base_url
             .as_deref()
             .unwrap_or("https://api.spoki.com/api/1/");
@@ -605,13 +639,13 @@ impl RawSettings {
                 }
                 u
             });
-        let api_key = c.secret("spoki.api_key", &self.spoki.api_key);
-        let timeout = c.duration("spoki.timeout", &self.spoki.timeout, "30s");
+        let api_key = c.secret("spoki.api_key", &self.api_key);
+        let timeout = c.duration("spoki.timeout", &self.timeout, "30s");
         let mut rate_limits: BTreeMap<String, RateLimit> = Action::ALL
             .iter()
             .map(|a| (a.name().to_string(), a.default_limit()))
             .collect();
-        for (action, text) in &self.spoki.rate_limits {
+        for (action, text) in &self.rate_limits {
             let key = format!("spoki.rate_limits.{action}");
             if !rate_limits.contains_key(action.as_str()) {
                 let near = Action::closest(action);
@@ -628,26 +662,28 @@ impl RawSettings {
             }
         }
 
-        let database = PathBuf::from(
-            self.storage
-                .database
-                .as_deref()
-                .unwrap_or("./spoki-sync.db"),
-        );
-        let check_interval = c.duration(
-            "storage.check_interval",
-            &self.storage.check_interval,
-            "10s",
-        );
+        Some(SpokiSettings {
+            base_url: base_url?,
+            api_key,
+            timeout,
+            rate_limits,
+        })
+    }
+}
+
+impl RawStorage {
+    fn check(self, c: &mut Checker) -> StorageSettings {
+        let database = PathBuf::from(self.database.as_deref().unwrap_or("./spoki-sync.db"));
+        let check_interval = c.duration("storage.check_interval", &self.check_interval, "10s");
         if check_interval.is_zero() {
             c.problems
                 .push("storage.check_interval: must be above zero".into());
         }
-        let wal_text = self.storage.wal_max_size.as_deref().unwrap_or("64MiB");
+        let wal_text = self.wal_max_size.as_deref().unwrap_or("64MiB");
         let wal_max_size = c
             .take("storage.wal_max_size", parse_size(wal_text))
             .unwrap_or(64 << 20);
-        let r = &self.storage.retention;
+        let r = &self.retention;
         let retention = RetentionSettings {
             rejects: c.duration("storage.retention.rejects", &r.rejects, "90d"),
             commands: c.duration("storage.retention.commands", &r.commands, "30d"),
@@ -657,46 +693,62 @@ impl RawSettings {
         // Senders retry within the signature tolerance (5 minutes): an id must outlive it.
         if !retention.webhook_ids.is_zero() && retention.webhook_ids < Duration::from_secs(3600) {
             c.problems.push(
-                "storage.retention.webhook_ids: must be at least 1h (or 0s: kept for ever),                  longer than any sender retries"
+                "storage.retention.webhook_ids: must be at least 1h (or 0s: kept for ever), \
+                 longer than any sender retries"
                     .into(),
             );
         }
-        let inbox = PathBuf::from(self.csv.inbox.as_deref().unwrap_or("./inbox"));
-        let region_text = self.csv.default_region.as_deref().unwrap_or("IT");
+        StorageSettings {
+            database,
+            check_interval,
+            wal_max_size,
+            retention,
+            allow_new_database: false,
+        }
+    }
+}
+
+impl RawCsv {
+    fn check(self, c: &mut Checker) -> Option<CsvSettings> {
+        let inbox = PathBuf::from(self.inbox.as_deref().unwrap_or("./inbox"));
+        let region_text = self.default_region.as_deref().unwrap_or("IT");
         let default_region = c.take(
             "csv.default_region",
             DefaultRegion::parse(region_text)
                 .ok_or_else(|| format!("{region_text:?} is not an ISO 3166 region like IT")),
         );
-        let settle = c.duration("csv.settle", &self.csv.settle, "500ms");
-        let create_custom_fields = c.flag(
-            "csv.create_custom_fields",
-            &self.csv.create_custom_fields,
-            true,
-        );
-        let rescan_interval = c.duration("csv.rescan_interval", &self.csv.rescan_interval, "30s");
-        let max_new_custom_fields = c.count(
-            "csv.max_new_custom_fields",
-            &self.csv.max_new_custom_fields,
-            50,
-        );
+        let settle = c.duration("csv.settle", &self.settle, "500ms");
+        let create_custom_fields =
+            c.flag("csv.create_custom_fields", &self.create_custom_fields, true);
+        let rescan_interval = c.duration("csv.rescan_interval", &self.rescan_interval, "30s");
+        let max_new_custom_fields =
+            c.count("csv.max_new_custom_fields", &self.max_new_custom_fields, 50);
         if rescan_interval.is_zero() {
             c.problems
                 .push("csv.rescan_interval: must be above zero".into());
         }
 
-        let poll_interval = c.duration("mirror.poll_interval", &self.mirror.poll_interval, "1s");
-        let pull_interval = c.duration("mirror.pull_interval", &self.mirror.pull_interval, "15m");
-        let propagate_deletes = c.flag(
-            "mirror.propagate_deletes",
-            &self.mirror.propagate_deletes,
-            false,
-        );
-        let share_text = self.mirror.max_delete_share.as_deref().unwrap_or("10%");
+        Some(CsvSettings {
+            inbox,
+            default_region: default_region?,
+            settle,
+            create_custom_fields,
+            rescan_interval,
+            max_new_custom_fields,
+        })
+    }
+}
+
+impl RawMirror {
+    fn check(self, c: &mut Checker) -> MirrorSettings {
+        let poll_interval = c.duration("mirror.poll_interval", &self.poll_interval, "1s");
+        let pull_interval = c.duration("mirror.pull_interval", &self.pull_interval, "15m");
+        let propagate_deletes = c.flag("mirror.propagate_deletes", &self.propagate_deletes, false);
+        let share_text = self.max_delete_share.as_deref().unwrap_or("10%");
         let max_delete_share = c
             .take("mirror.max_delete_share", parse_share(share_text))
             .unwrap_or(0.1);
-        let winner_text = self.mirror.conflict_winner.as_deref().unwrap_or("mirror");
+        let winner_text = self.conflict_winner.as_deref().unwrap_or("mirror");
         let conflict_winner = c
             .take(
                 "mirror.conflict_winner",
@@ -708,28 +760,50 @@ impl RawSettings {
             )
             .unwrap_or(ConflictWinner::Mirror);
 
-        let admin_listen = c.addr("admin.listen", &self.admin.listen, "127.0.0.1:8780");
-        let token = c.secret("admin.token", &self.admin.token);
+        MirrorSettings {
+            poll_interval,
+            pull_interval,
+            propagate_deletes,
+            max_delete_share,
+            conflict_winner,
+        }
+    }
+}
+
+impl RawAdmin {
+    fn check(self, c: &mut Checker) -> AdminSettings {
+        let admin_listen = c.addr("admin.listen", &self.listen, "127.0.0.1:8780");
+        let token = c.secret("admin.token", &self.token);
         let admin_limits = c.listener(
             "admin",
             [
-                &self.admin.max_connections,
-                &self.admin.header_timeout,
-                &self.admin.body_timeout,
+                &self.max_connections,
+                &self.header_timeout,
+                &self.body_timeout,
             ],
             64,
         );
+        AdminSettings {
+            listen: admin_listen,
+            token,
+            limits: admin_limits,
+        }
+    }
+}
+
+impl RawWebhooks {
+    fn check(self, c: &mut Checker) -> WebhookSettings {
         let webhooks_limits = c.listener(
             "webhooks",
             [
-                &self.webhooks.max_connections,
-                &self.webhooks.header_timeout,
-                &self.webhooks.body_timeout,
+                &self.max_connections,
+                &self.header_timeout,
+                &self.body_timeout,
             ],
             512,
         );
-        let webhooks_listen = c.addr("webhooks.listen", &self.webhooks.listen, "127.0.0.1:8781");
-        let secret = c.secret("webhooks.secret", &self.webhooks.secret);
+        let webhooks_listen = c.addr("webhooks.listen", &self.listen, "127.0.0.1:8781");
+        let secret = c.secret("webhooks.secret", &self.secret);
         if let Some(s) = &secret {
             use base64::Engine as _;
             let decodes = s.expose().strip_prefix("whsec_").is_some_and(|b64| {
@@ -742,16 +816,32 @@ impl RawSettings {
                     .push("webhooks.secret: must look like whsec_<base64>".into());
             }
         }
-        let spoki_secret = c.secret("webhooks.spoki_secret", &self.webhooks.spoki_secret);
+        let spoki_secret = c.secret("webhooks.spoki_secret", &self.spoki_secret);
 
-        let single_max_pending = c.count(
-            "batch.single_max_pending",
-            &self.batch.single_max_pending,
-            20,
-        );
-        let max_backoff = c.duration("batch.max_backoff", &self.batch.max_backoff, "5m");
+        WebhookSettings {
+            listen: webhooks_listen,
+            secret,
+            spoki_secret,
+            limits: webhooks_limits,
+        }
+    }
+}
 
-        let attempts_text = self.commands.max_attempts.as_deref().unwrap_or("10");
+impl RawBatch {
+    fn check(self, c: &mut Checker) -> BatchSettings {
+        let single_max_pending = c.count("batch.single_max_pending", &self.single_max_pending, 20);
+        let max_backoff = c.duration("batch.max_backoff", &self.max_backoff, "5m");
+
+        BatchSettings {
+            single_max_pending,
+            max_backoff,
+        }
+    }
+}
+
+impl RawCommands {
+    fn check(self, c: &mut Checker) -> CommandSettings {
+        let attempts_text = self.max_attempts.as_deref().unwrap_or("10");
         let max_attempts = c
             .take(
                 "commands.max_attempts",
@@ -766,8 +856,14 @@ impl RawSettings {
             )
             .unwrap_or(10);
 
-        let filter = self.log.filter.unwrap_or_else(|| "info".to_string());
-        let format = match self.log.format.as_deref().unwrap_or("auto") {
+        CommandSettings { max_attempts }
+    }
+}
+
+impl RawLog {
+    fn check(self, c: &mut Checker) -> LogSettings {
+        let filter = self.filter.unwrap_or_else(|| "info".to_string());
+        let format = match self.format.as_deref().unwrap_or("auto") {
             "auto" => LogFormat::Auto,
             "human" => LogFormat::Human,
             "json" => LogFormat::Json,
@@ -778,63 +874,7 @@ impl RawSettings {
             }
         };
 
-        if !c.problems.is_empty() {
-            return Err(ConfigError {
-                problems: c.problems,
-            });
-        }
-        let (Some(base_url), Some(default_region)) = (base_url, default_region) else {
-            return Err(ConfigError {
-                problems: vec!["internal: a checked value went missing".into()],
-            });
-        };
-        Ok(Settings {
-            spoki: SpokiSettings {
-                base_url,
-                api_key,
-                timeout,
-                rate_limits,
-            },
-            storage: StorageSettings {
-                database,
-                check_interval,
-                wal_max_size,
-                retention,
-                allow_new_database: false,
-            },
-            csv: CsvSettings {
-                inbox,
-                default_region,
-                settle,
-                create_custom_fields,
-                rescan_interval,
-                max_new_custom_fields,
-            },
-            mirror: MirrorSettings {
-                poll_interval,
-                pull_interval,
-                propagate_deletes,
-                max_delete_share,
-                conflict_winner,
-            },
-            admin: AdminSettings {
-                listen: admin_listen,
-                token,
-                limits: admin_limits,
-            },
-            webhooks: WebhookSettings {
-                listen: webhooks_listen,
-                secret,
-                spoki_secret,
-                limits: webhooks_limits,
-            },
-            batch: BatchSettings {
-                single_max_pending,
-                max_backoff,
-            },
-            commands: CommandSettings { max_attempts },
-            log: LogSettings { filter, format },
-        })
+        LogSettings { filter, format }
     }
 }
 
