@@ -47,6 +47,73 @@ pub struct App {
     maintenance: Maintenance,
 }
 
+/// Opens the database after checking its file (a wrong path gets one clear message before
+/// SQLite sees it), then checks its health at start (`Maintenance::check_at_start`).
+async fn open_database(settings: &Settings) -> anyhow::Result<(Store, Maintenance)> {
+    let db = &settings.storage.database;
+    if let Some(problem) = maintenance::sqlite_file_problem(db) {
+        return Err(StoreError::Refused(format!("storage.database: {problem}")).into());
+    }
+    let store = match Store::open_checked(db, settings.storage.allow_new_database).await {
+        Ok(store) => store,
+        Err(e @ StoreError::Refused(_)) => return Err(e.into()),
+        Err(e) => {
+            return Err(
+                anyhow::Error::new(e).context(format!("cannot open the database {}", db.display()))
+            );
+        }
+    };
+    let mut maintenance = Maintenance::new(
+        store.clone(),
+        db,
+        settings.storage.retention,
+        settings.storage.wal_max_size,
+        settings.storage.check_interval,
+    )?;
+    maintenance.check_at_start().await?;
+    Ok((store, maintenance))
+}
+
+/// Reloads the configuration on each SIGHUP until `stop`.
+fn reload_on_sighup(tracker: &TaskTracker, reloader: Arc<Reloader>, stop: CancellationToken) {
+    #[cfg(unix)]
+    tracker.spawn(async move {
+        use tokio::signal::unix::{SignalKind, signal};
+        let Ok(mut hup) = signal(SignalKind::hangup()) else {
+            tracing::warn!("cannot listen for SIGHUP; reload through POST /v1/reload");
+            return;
+        };
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => return,
+                got = hup.recv() => {
+                    if got.is_none() {
+                        return;
+                    }
+                    reloader.reload_and_log().await;
+                }
+            }
+        }
+    });
+    #[cfg(not(unix))]
+    let _ = (tracker, reloader, stop);
+}
+
+/// An address for a log line: `127.0.0.1:8780`, not Rust's `Some(…)`.
+fn shown(addr: Option<std::net::SocketAddr>) -> String {
+    addr.map_or_else(|| "unknown".to_owned(), |a| a.to_string())
+}
+
+async fn bind(
+    addr: std::net::SocketAddr,
+    key: &str,
+    what: &str,
+) -> anyhow::Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {key} {addr} for {what}"))
+}
+
 impl App {
     /// Opens the database (migrating it), puts back rows a crash left in flight, and wires the
     /// parts together. Nothing runs until `run_until`.
@@ -55,27 +122,7 @@ impl App {
         normalise::warm_up();
         Inbox::prepare(&settings.csv.inbox)
             .with_context(|| format!("cannot create the inbox {}", settings.csv.inbox.display()))?;
-        let db = &settings.storage.database;
-        // Checked before SQLite sees the file, so a wrong path gets one clear message.
-        if let Some(problem) = maintenance::sqlite_file_problem(db) {
-            return Err(StoreError::Refused(format!("storage.database: {problem}")).into());
-        }
-        let store = match Store::open_checked(db, settings.storage.allow_new_database).await {
-            Ok(store) => store,
-            Err(e @ StoreError::Refused(_)) => return Err(e.into()),
-            Err(e) => {
-                return Err(anyhow::Error::new(e)
-                    .context(format!("cannot open the database {}", db.display())));
-            }
-        };
-        let mut maintenance = Maintenance::new(
-            store.clone(),
-            db,
-            settings.storage.retention,
-            settings.storage.wal_max_size,
-            settings.storage.check_interval,
-        )?;
-        maintenance.check_at_start().await?;
+        let (store, maintenance) = open_database(&settings).await?;
         let recovered = store.recover_inflight().await?;
         if !recovered.is_empty() {
             tracing::info!(
@@ -130,22 +177,9 @@ impl App {
             command_wake,
         );
         worker.recover().await?;
-        let admin_listener = tokio::net::TcpListener::bind(settings.admin.listen)
-            .await
-            .with_context(|| {
-                format!(
-                    "cannot listen on admin.listen {} for the admin API",
-                    settings.admin.listen
-                )
-            })?;
-        let webhooks_listener = tokio::net::TcpListener::bind(settings.webhooks.listen)
-            .await
-            .with_context(|| {
-                format!(
-                    "cannot listen on webhooks.listen {} for webhooks",
-                    settings.webhooks.listen
-                )
-            })?;
+        let admin_listener = bind(settings.admin.listen, "admin.listen", "the admin API").await?;
+        let webhooks_listener =
+            bind(settings.webhooks.listen, "webhooks.listen", "webhooks").await?;
         let webhook_keys =
             Live::new(WebhookKeys::from_settings(&settings).map_err(anyhow::Error::msg)?);
         let webhooks = WebhookState {
@@ -228,29 +262,7 @@ impl App {
             self.wake.clone(),
         )
         .follow(self.reloader.inbox.clone());
-        #[cfg(unix)]
-        {
-            let reloader = self.reloader.clone();
-            let stop = sources.clone();
-            tracker.spawn(async move {
-                use tokio::signal::unix::{SignalKind, signal};
-                let Ok(mut hup) = signal(SignalKind::hangup()) else {
-                    tracing::warn!("cannot listen for SIGHUP; reload through POST /v1/reload");
-                    return;
-                };
-                loop {
-                    tokio::select! {
-                        () = stop.cancelled() => return,
-                        got = hup.recv() => {
-                            if got.is_none() {
-                                return;
-                            }
-                            reloader.reload_and_log().await;
-                        }
-                    }
-                }
-            });
-        }
+        reload_on_sighup(&tracker, self.reloader.clone(), sources.clone());
         let inbox_task = tracker.spawn(inbox.run(sources.clone()));
         tracker.spawn(self.batcher.clone().run(outbound.clone(), DRAIN));
         tracker.spawn(self.worker.clone().run(outbound.clone(), DRAIN));
@@ -297,8 +309,8 @@ impl App {
             inbox = %self.settings.csv.inbox.display(),
             database = %self.settings.storage.database.display(),
             spoki = %self.settings.spoki.base_url,
-            admin = ?admin_addr,
-            webhooks = ?hooks_addr,
+            admin = %shown(admin_addr),
+            webhooks = %shown(hooks_addr),
             "spoki-sync is running"
         );
 
