@@ -17,13 +17,14 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use super::backoff;
+use super::custom_fields::CustomFields;
 use super::limits::Budgets;
 use super::sender::{Sender, Sent, Slot};
 use crate::config::Settings;
 use crate::domain::{Contact, ListId, Phone};
 use crate::spoki::actions::Action;
 use crate::spoki::{ContactPayload, SpokiClient, SpokiError};
-use crate::store::{FieldStatus, OutboxRow, Release, Route, Store, StoreError, now_ms};
+use crate::store::{OutboxRow, Release, Route, Store, StoreError, now_ms};
 
 pub const BULK_MAX: usize = 500;
 pub const BULK: Action = Action::BulkSyncContacts;
@@ -81,7 +82,8 @@ pub struct Batcher {
     pub heartbeat: crate::live::Heartbeat,
     wake: Arc<Notify>,
     pub stats: Arc<BatcherStats>,
-    fields_listed: Arc<std::sync::atomic::AtomicBool>,
+    /// The custom fields the queued rows need, created before the rows that carry them go.
+    custom_fields: CustomFields,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -103,6 +105,7 @@ impl Batcher {
         wake: Arc<Notify>,
     ) -> Batcher {
         Batcher {
+            custom_fields: CustomFields::new(store.clone(), budgets.clone()),
             sender: Sender::new(client, budgets.clone(), store.clone()),
             store,
             budgets,
@@ -110,7 +113,6 @@ impl Batcher {
             heartbeat: crate::live::Heartbeat::new(),
             wake,
             stats: Arc::new(BatcherStats::default()),
-            fields_listed: Arc::new(std::sync::atomic::AtomicBool::new(false)),
         }
     }
 
@@ -193,7 +195,12 @@ impl Batcher {
         // Rows that carry a code still waiting to be created are not eligible (the claim
         // checks it); every other row goes on while the creations wait for their budget.
         if let Some(w) = self
-            .ensure_custom_fields(settings.create_custom_fields)
+            .custom_fields
+            .ensure(
+                &self.sender,
+                settings.create_custom_fields,
+                settings.max_backoff,
+            )
             .await?
         {
             wait = wait.min(w);
@@ -564,117 +571,6 @@ impl Batcher {
         self.store
             .release(rows, Release::now().because(&reason).one_by_one())
             .await
-    }
-
-    /// Creates the custom fields the queued contacts use but Spoki lacks (or, with `create`
-    /// off, marks the ones Spoki lacks as refused). Returns when to come back if a budget is
-    /// not free; only the rows that carry a waiting code wait meanwhile.
-    async fn ensure_custom_fields(&self, create: bool) -> Result<Option<Duration>, StoreError> {
-        let wanted = self
-            .store
-            .custom_fields_with_status(FieldStatus::Wanted)
-            .await?;
-        if wanted.is_empty() {
-            return Ok(None);
-        }
-        use std::sync::atomic::Ordering;
-        // With creation off, a code is refused only after a fresh look at Spoki's fields.
-        if !self.fields_listed.load(Ordering::Relaxed) || !create {
-            let mut page = 1;
-            loop {
-                let slot = match self.sender.try_slot(Action::ListCustomFields) {
-                    Ok(slot) => slot,
-                    Err(w) => return Ok(Some(w)),
-                };
-                let listed = self
-                    .sender
-                    .send(slot, self.sender.client().list_custom_fields(page))
-                    .await;
-                match listed {
-                    Sent::Done(p) => {
-                        for f in &p.results {
-                            if wanted.iter().any(|(c, _)| c == &f.code) {
-                                self.store
-                                    .set_custom_field_status(&f.code, FieldStatus::Exists, None)
-                                    .await?;
-                            }
-                        }
-                        if p.next.is_none() || p.results.is_empty() {
-                            break;
-                        }
-                        page += 1;
-                    }
-                    other => return Ok(Some(self.wait_after(&other, Action::ListCustomFields))),
-                }
-            }
-            self.fields_listed.store(true, Ordering::Relaxed);
-        }
-        for (code, label) in self
-            .store
-            .custom_fields_with_status(FieldStatus::Wanted)
-            .await?
-        {
-            if !create {
-                let reason = "not in Spoki, and csv.create_custom_fields is off";
-                tracing::warn!(code, reason, "custom field values will not be sent");
-                self.store
-                    .set_custom_field_status(&code, FieldStatus::Failed, Some(reason))
-                    .await?;
-                continue;
-            }
-            let slot = match self.sender.try_slot(Action::CreateCustomField) {
-                Ok(slot) => slot,
-                Err(w) => return Ok(Some(w)),
-            };
-            let created = self
-                .sender
-                .send(
-                    slot,
-                    self.sender.client().create_custom_field(&label, &code),
-                )
-                .await;
-            match created {
-                Sent::Done(()) | Sent::Garbled { .. } => {
-                    tracing::info!(code, "created custom field in Spoki");
-                    self.store
-                        .set_custom_field_status(&code, FieldStatus::Exists, None)
-                        .await?;
-                }
-                // Only a 400 is about the field itself; 401/403/404 are the account's or the
-                // route's problem and are retried like any other failure.
-                Sent::Refused { status: 400, body } => {
-                    let text = body.to_string();
-                    if text.contains("exist") || text.contains("unique") {
-                        self.store
-                            .set_custom_field_status(&code, FieldStatus::Exists, None)
-                            .await?;
-                    } else {
-                        tracing::warn!(
-                            code,
-                            reason = text,
-                            "Spoki refused a custom field; its values will not be sent"
-                        );
-                        self.store
-                            .set_custom_field_status(&code, FieldStatus::Failed, Some(&text))
-                            .await?;
-                    }
-                }
-                other => return Ok(Some(self.wait_after(&other, Action::CreateCustomField))),
-            }
-        }
-        Ok(None)
-    }
-
-    /// After a failed custom-field call: the wait the retry policy gives, during which the
-    /// action's budget stays shut (a 429 has shut it already).
-    fn wait_after<T>(&self, sent: &Sent<T>, action: Action) -> Duration {
-        let wait = sent
-            .retry_in(1, self.settings().max_backoff)
-            .unwrap_or_else(|| self.budgets.get(action).limit().interval())
-            .max(Duration::from_secs(1));
-        self.budgets.get(action).block_for(wait);
-        tracing::warn!(action = action.name(), error = %sent.describe(), "custom-field call failed; will retry");
-        wait
     }
 }
 

@@ -5,5 +5,6 @@ pub mod backoff;
 pub mod batcher;
 #[cfg(all(test, feature = "sim"))]
 mod batcher_tests;
+pub mod custom_fields;
 pub mod limits;
 pub mod sender;
