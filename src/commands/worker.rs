@@ -510,3 +510,7 @@ fn log_outcome(action: Action, cmd: &DueCommand, outcome: &Outcome) {
     metrics::counter!("spoki_sync_commands_finished_total", "action" => action.name(), "status" => status)
         .increment(1);
 }
+
+#[cfg(all(test, feature = "sim"))]
+#[path = "worker_tests.rs"]
+mod tests;

@@ -1,0 +1,176 @@
+//! The command worker's step (`launch_due`) driven directly against the in-process simulator:
+//! each test launches what one step decides, waits for that request's answer, and reads the
+//! outcome off the command queue, the simulator and the budgets. No daemon, no sleeps.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tokio::sync::Notify;
+use tokio::task::JoinSet;
+
+use super::{CommandWorker, WorkerSettings};
+use crate::commands::Commands;
+use crate::live::Live;
+use crate::outbound::limits::Budgets;
+use crate::sim::{Faults, SimConfig, SimHandle};
+use crate::spoki::SpokiClient;
+use crate::spoki::actions::Action;
+use crate::store::{CommandRecord, Store};
+
+struct Rig {
+    _dir: tempfile::TempDir,
+    sim: SimHandle,
+    store: Store,
+    budgets: Budgets,
+    commands: Commands,
+    worker: CommandWorker,
+}
+
+async fn rig() -> Rig {
+    let window = Duration::from_secs(60);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let sim = crate::sim::start(
+        listener,
+        SimConfig {
+            window,
+            ..SimConfig::default()
+        },
+    )
+    .await
+    .expect("simulator");
+    let dir = tempfile::tempdir().expect("dir");
+    let settings =
+        crate::cli::demo::scaled_settings(&sim.base_url(), "sim-api-key", dir.path(), window)
+            .expect("settings");
+    let store = Store::open(&dir.path().join("t.db")).await.expect("store");
+    let key = settings.spoki.api_key.clone().expect("key");
+    let client = SpokiClient::new(
+        settings.spoki.base_url.clone(),
+        key,
+        Duration::from_secs(30),
+    )
+    .expect("client");
+    let budgets = Budgets::from_settings(&settings);
+    let wake = Arc::new(Notify::new());
+    let worker = CommandWorker::new(
+        store.clone(),
+        client,
+        budgets.clone(),
+        Live::new(WorkerSettings {
+            max_attempts: 10,
+            max_backoff: Duration::from_secs(60),
+        }),
+        wake.clone(),
+    );
+    let commands = Commands::new(store.clone(), wake);
+    Rig {
+        _dir: dir,
+        sim,
+        store,
+        budgets,
+        commands,
+        worker,
+    }
+}
+
+impl Rig {
+    /// Queues one command, runs one step of the worker and waits for what it launched.
+    async fn step(&self, action: &str, params: Value) -> CommandRecord {
+        let id = self.commands.submit(action, params).await.expect("queued");
+        let mut in_flight = JoinSet::new();
+        let mut busy = HashSet::new();
+        self.worker
+            .launch_due(&mut in_flight, &mut busy)
+            .await
+            .expect("step");
+        while in_flight.join_next().await.is_some() {}
+        self.store
+            .command(&id)
+            .await
+            .expect("read")
+            .expect("the command")
+    }
+
+    fn calls(&self, method: &str, path_part: &str) -> usize {
+        self.sim
+            .requests()
+            .iter()
+            .filter(|r| r.method == method && r.path.contains(path_part))
+            .count()
+    }
+}
+
+#[tokio::test]
+async fn a_throttled_command_waits_for_its_budget_and_is_no_failure() {
+    let rig = rig().await;
+    rig.sim.set_limit("GET /tags/", 0);
+    let cmd = rig.step("list_tags", json!({})).await;
+    assert_eq!(cmd.status, "queued", "{cmd:?}");
+    assert_eq!(cmd.http_status, Some(429));
+    let held = rig
+        .budgets
+        .get(Action::ListTags)
+        .try_acquire()
+        .expect_err("held shut for Retry-After");
+    assert!(held > Duration::from_secs(30), "{held:?}");
+}
+
+#[tokio::test]
+async fn a_create_that_may_have_applied_is_failed_not_repeated() {
+    let rig = rig().await;
+    rig.sim.set_faults(Faults {
+        error_503_rate: 1.0,
+        ..Faults::default()
+    });
+    let cmd = rig
+        .step("create_contact_list", json!({"name": "VIP"}))
+        .await;
+    assert_eq!(cmd.status, "failed", "{cmd:?}");
+    assert!(
+        cmd.error.to_string().contains("was not repeated"),
+        "{}",
+        cmd.error
+    );
+    assert_eq!(rig.calls("POST", "/lists/"), 1);
+}
+
+#[tokio::test]
+async fn a_read_after_a_5xx_is_queued_again_with_a_backoff() {
+    let rig = rig().await;
+    rig.sim.set_faults(Faults {
+        error_503_rate: 1.0,
+        ..Faults::default()
+    });
+    let cmd = rig.step("list_tags", json!({})).await;
+    assert_eq!(cmd.status, "queued", "{cmd:?}");
+    assert_eq!(cmd.http_status, Some(503));
+    assert!(
+        cmd.next_attempt_ms
+            .is_some_and(|ms| ms > crate::store::now_ms())
+    );
+}
+
+#[tokio::test]
+async fn a_throttled_automation_lookup_holds_the_lookups_budget_and_starts_nothing() {
+    let rig = rig().await;
+    let automation = rig.sim.fixtures().automation_id;
+    rig.sim.set_limit("GET /automations/{id}/", 0);
+    let cmd = rig
+        .step(
+            "start_automation",
+            json!({"automation": automation, "phone": "+393331234567"}),
+        )
+        .await;
+    assert_eq!(cmd.status, "queued", "{cmd:?}");
+    assert!(rig.sim.automation_runs().is_empty(), "nothing started");
+    let held = rig
+        .budgets
+        .get(Action::RetrieveAutomation)
+        .try_acquire()
+        .expect_err("the lookup's budget is held");
+    assert!(held > Duration::from_secs(30), "{held:?}");
+}
