@@ -518,13 +518,10 @@ impl Batcher {
         rows: &[OutboxRow],
         body: &Value,
     ) -> Result<(), StoreError> {
-        let items = match (request, body) {
-            (Request::Bulk, Value::Array(items)) => Some(items),
-            (Request::List(_), Value::Object(o)) => match o.get("contacts") {
-                Some(Value::Array(items)) => Some(items),
-                _ => None,
-            },
-            _ => None,
+        let items = match request {
+            Request::Bulk => crate::spoki::refused_items(body, rows.len(), false),
+            Request::List(_) => crate::spoki::refused_items(body, rows.len(), true),
+            Request::Single => None,
         };
         if rows.len() == 1 || matches!(request, Request::Single) {
             let reason = body.to_string();
@@ -533,19 +530,13 @@ impl Batcher {
             let rows: Vec<_> = rows.iter().map(|r| (r.clone(), reason.clone())).collect();
             return self.store.reject(&rows).await;
         }
-        if let Some(items) = items.filter(|i| i.len() == rows.len()) {
+        if let Some(items) = items {
             let mut bad = Vec::new();
             let mut good = Vec::new();
             for (row, item) in rows.iter().cloned().zip(items) {
-                let named = match item {
-                    Value::Object(o) => !o.is_empty(),
-                    Value::Null => false,
-                    _ => true,
-                };
-                if named {
-                    bad.push((row, item.to_string()));
-                } else {
-                    good.push(row);
+                match item {
+                    Some(reason) => bad.push((row, reason)),
+                    None => good.push(row),
                 }
             }
             if !bad.is_empty() {

@@ -15,4 +15,6 @@ mod wire;
 pub use client::{Answer, SpokiClient};
 pub use error::SpokiError;
 pub use values::{RateLimit, Secret, parse_duration};
-pub use wire::{ContactFieldValue, ContactPayload, ContactRecord, CustomFieldRecord, Page};
+pub use wire::{
+    ContactFieldValue, ContactPayload, ContactRecord, CustomFieldRecord, Page, refused_items,
+};

@@ -97,6 +97,36 @@ impl<T: serde::de::DeserializeOwned> Page<T> {
     }
 }
 
+/// Which items of a bulk contact write a 400 refused, read from its body: DRF answers one
+/// entry per item, empty (`{}` or `null`) for an item that was fine. `wrapped`: the request
+/// was `{"contacts": [...]}` (Sync Contacts to List), whose errors come under `contacts`; else
+/// a bare array (Bulk Sync Contacts). `None` when the body does not name items one by one
+/// (another shape, or another count than `items`).
+pub fn refused_items(
+    body: &serde_json::Value,
+    items: usize,
+    wrapped: bool,
+) -> Option<Vec<Option<String>>> {
+    use serde_json::Value;
+    let list = if wrapped {
+        body.get("contacts")?.as_array()?
+    } else {
+        body.as_array()?
+    };
+    if list.len() != items {
+        return None;
+    }
+    Some(
+        list.iter()
+            .map(|item| match item {
+                Value::Object(o) if o.is_empty() => None,
+                Value::Null => None,
+                other => Some(other.to_string()),
+            })
+            .collect(),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -116,6 +146,23 @@ mod tests {
             serde_json::to_value(&p).expect("serialises"),
             json!({"phone": "+393331234567", "first_name": "Anna"})
         );
+    }
+
+    #[test]
+    fn bulk_errors_name_items_one_by_one() {
+        let body = json!([{}, {"phone": ["Enter a valid phone number."]}, null]);
+        let items = refused_items(&body, 3, false).expect("named");
+        assert_eq!(items[0], None);
+        assert!(
+            items[1]
+                .as_deref()
+                .is_some_and(|r| r.contains("valid phone"))
+        );
+        assert_eq!(items[2], None);
+        assert_eq!(refused_items(&body, 2, false), None, "another count");
+        let list = json!({"contacts": [{}, {"email": ["bad"]}]});
+        assert!(refused_items(&list, 2, true).is_some());
+        assert_eq!(refused_items(&json!({"detail": "x"}), 2, false), None);
     }
 
     #[test]
