@@ -2,11 +2,15 @@
 //! acknowledged, the outbox, file checkpoints and rejects. Migrations are embedded.
 
 mod commands;
+mod custom_fields;
+mod files;
 pub mod maintenance;
+mod meta;
 mod mirror;
 #[cfg(test)]
 mod model_tests;
 mod outbox;
+mod rejects;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -20,6 +24,9 @@ use sqlx::sqlite::{
 use sqlx::{AssertSqlSafe, Row, SqlitePool};
 
 pub use commands::{CommandRecord, CommandSummary, DueCommand, Enqueued, Outcome, STATUSES};
+pub use custom_fields::FieldStatus;
+pub use meta::StatusCounts;
+pub use rejects::{RejectFilter, RejectRecord};
 
 pub use mirror::{MergeOutcome, PendingDelete, PollOutcome, SpokiContact, TO_MIRROR, TO_SPOKI};
 pub use outbox::{OutboxRow, Release, Route};
@@ -81,27 +88,6 @@ pub struct Store {
     halted: Arc<Mutex<Option<String>>>,
 }
 
-/// Where a custom-field code stands with Spoki.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum FieldStatus {
-    /// Used by queued contacts, not yet known to exist in Spoki: their rows wait.
-    Wanted,
-    /// Spoki has it.
-    Exists,
-    /// Spoki refused to create it (or lacks it while creation is off): values are not sent.
-    Failed,
-}
-
-impl FieldStatus {
-    fn as_str(self) -> &'static str {
-        match self {
-            FieldStatus::Wanted => "wanted",
-            FieldStatus::Exists => "exists",
-            FieldStatus::Failed => "failed",
-        }
-    }
-}
-
 /// One contact an input wants Spoki to hold, with the key its rejects and logs name it by
 /// (`file:line`, `webhook-id#index`, the phone).
 #[derive(Clone, Debug)]
@@ -141,36 +127,6 @@ impl EnqueueCounts {
     }
 }
 
-/// Daemon counters for status.
-#[derive(Clone, Debug, Default, serde::Serialize)]
-pub struct StatusCounts {
-    pub outbox_pending: i64,
-    pub outbox_inflight: i64,
-    pub rejected: i64,
-    pub files_processed: i64,
-    pub files_failed: i64,
-    pub last_push_at: Option<String>,
-    pub last_pull_at: Option<String>,
-}
-
-#[derive(Clone, Debug, serde::Serialize)]
-pub struct RejectRecord {
-    pub id: i64,
-    pub source: String,
-    pub key: String,
-    pub phone: String,
-    pub reason: String,
-    pub created_at: String,
-}
-
-/// Which rejects a listing shows.
-#[derive(Clone, Debug, Default)]
-pub struct RejectFilter {
-    pub before: Option<i64>,
-    pub source: Option<String>,
-    pub file: Option<String>,
-}
-
 pub(crate) fn fields_json(fields: &ContactFields) -> String {
     serde_json::to_string(&fields.custom_fields).unwrap_or_else(|_| "{}".to_string())
 }
@@ -191,28 +147,6 @@ pub(crate) fn fields_from_row(row: &SqliteRow) -> Result<ContactFields, StoreErr
 pub(crate) fn phone_from_row(row: &SqliteRow) -> Result<Phone, StoreError> {
     let text: String = row.try_get("phone")?;
     Phone::from_e164(&text).ok_or_else(|| StoreError::Corrupt(format!("bad phone {text:?}")))
-}
-
-/// A reject's reason as a short label for metrics (the text itself varies too much).
-fn reason_class(reason: &str) -> &'static str {
-    let r = reason.to_ascii_lowercase();
-    if r.contains("longer than") || r.contains("too large") {
-        "too_large"
-    } else if r.contains("custom field value not sent") {
-        "custom_field_refused"
-    } else if r.contains("no phone") {
-        "missing_phone"
-    } else if r.contains("phone") {
-        "invalid_phone"
-    } else if r.contains("email") || r.contains("e-mail") {
-        "invalid_email"
-    } else if r.contains("custom_fields") {
-        "invalid_custom_fields"
-    } else if r.contains("spoki") || r.contains("http") {
-        "refused_by_spoki"
-    } else {
-        "other"
-    }
 }
 
 /// Phones per lookup query in `known` (SQLite allows 32,766 parameters).
@@ -466,30 +400,6 @@ impl Store {
         Ok(out)
     }
 
-    /// How many of `codes` the daemon has never seen (neither created, nor waiting, nor
-    /// refused): what an input would add to the custom fields to create in Spoki.
-    pub async fn new_custom_field_codes(
-        conn: &mut SqliteConnection,
-        codes: &[String],
-    ) -> Result<usize, StoreError> {
-        let mut new = 0;
-        for chunk in codes.chunks(KNOWN_CHUNK) {
-            let sql = format!(
-                "SELECT COUNT(*) FROM custom_fields WHERE code IN ({})",
-                placeholders(chunk.len())
-            );
-            let mut q = sqlx::query_as(AssertSqlSafe(sql));
-            for c in chunk {
-                q = q.bind(c);
-            }
-            let (seen,): (i64,) = q.fetch_one(&mut *conn).await?;
-            new += chunk
-                .len()
-                .saturating_sub(usize::try_from(seen).unwrap_or(0));
-        }
-        Ok(new)
-    }
-
     /// Queues a change: merged into the pending row of (phone, list) if there is one.
     pub async fn put_pending(
         conn: &mut SqliteConnection,
@@ -574,294 +484,6 @@ impl Store {
             q.execute(&mut *conn).await?;
         }
         Ok(())
-    }
-
-    pub async fn insert_reject(
-        conn: &mut SqliteConnection,
-        source: &str,
-        key: &str,
-        phone: &str,
-        reason: &str,
-    ) -> Result<(), StoreError> {
-        metrics::counter!("spoki_sync_rejects_total", "source" => source.to_owned(), "reason" => reason_class(reason))
-            .increment(1);
-        sqlx::query(
-            "INSERT INTO rejects (source, key, phone, reason, created_at) VALUES (?, ?, ?, ?, ?)",
-        )
-        .bind(source)
-        .bind(key)
-        .bind(phone)
-        .bind(reason)
-        .bind(now_rfc3339())
-        .execute(&mut *conn)
-        .await?;
-        Ok(())
-    }
-
-    pub async fn rejects(&self, limit: i64) -> Result<Vec<RejectRecord>, StoreError> {
-        self.rejects_page(&RejectFilter::default(), limit).await
-    }
-
-    /// Newest first: those with an id below `before`, of `source`, of the CSV `file` (its
-    /// keys are `<file>:<line>`), each filter optional.
-    pub async fn rejects_page(
-        &self,
-        filter: &RejectFilter,
-        limit: i64,
-    ) -> Result<Vec<RejectRecord>, StoreError> {
-        // `<file>:` up to (not including) `<file>;`: every key that starts with `<file>:`,
-        // without LIKE's wildcards in file names.
-        let rows = sqlx::query(
-            "SELECT id, source, key, phone, reason, created_at FROM rejects \
-             WHERE (?1 IS NULL OR id < ?1) AND (?2 IS NULL OR source = ?2) \
-             AND (?3 IS NULL OR (key >= ?3 || ':' AND key < ?3 || ';')) \
-             ORDER BY id DESC LIMIT ?4",
-        )
-        .bind(filter.before)
-        .bind(filter.source.as_deref())
-        .bind(filter.file.as_deref())
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(RejectRecord {
-                    id: r.try_get("id")?,
-                    source: r.try_get("source")?,
-                    key: r.try_get("key")?,
-                    phone: r.try_get("phone")?,
-                    reason: r.try_get("reason")?,
-                    created_at: r.try_get("created_at")?,
-                })
-            })
-            .collect()
-    }
-
-    /// Marks custom-field codes as needed in Spoki (unless already known).
-    pub async fn want_custom_fields(
-        conn: &mut SqliteConnection,
-        codes: &[(String, String)],
-    ) -> Result<(), StoreError> {
-        for (code, label) in codes {
-            sqlx::query(
-                "INSERT INTO custom_fields (code, label, status) VALUES (?, ?, 'wanted') \
-                 ON CONFLICT(code) DO NOTHING",
-            )
-            .bind(code)
-            .bind(label)
-            .execute(&mut *conn)
-            .await?;
-        }
-        Ok(())
-    }
-
-    /// (code, label) of the custom fields in `status`.
-    pub async fn custom_fields_with_status(
-        &self,
-        status: FieldStatus,
-    ) -> Result<Vec<(String, String)>, StoreError> {
-        Ok(
-            sqlx::query_as("SELECT code, label FROM custom_fields WHERE status = ? ORDER BY code")
-                .bind(status.as_str())
-                .fetch_all(&self.pool)
-                .await?,
-        )
-    }
-
-    /// Codes Spoki refused to create (or that it lacks while creation is off), with why.
-    pub async fn failed_custom_fields(&self) -> Result<Vec<(String, String)>, StoreError> {
-        Ok(sqlx::query_as(
-            "SELECT code, COALESCE(reason, 'refused by Spoki') FROM custom_fields \
-             WHERE status = 'failed' ORDER BY code",
-        )
-        .fetch_all(&self.pool)
-        .await?)
-    }
-
-    pub async fn set_custom_field_status(
-        &self,
-        code: &str,
-        status: FieldStatus,
-        reason: Option<&str>,
-    ) -> Result<(), StoreError> {
-        sqlx::query("UPDATE custom_fields SET status = ?, reason = ? WHERE code = ?")
-            .bind(status.as_str())
-            .bind(reason)
-            .bind(code)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
-    }
-
-    /// A committed file not yet moved out of the inbox: its outcome and report.
-    pub async fn unmoved_file(
-        &self,
-        path: &str,
-        sha256: &str,
-    ) -> Result<Option<(String, String)>, StoreError> {
-        Ok(sqlx::query_as(
-            "SELECT outcome, report FROM inbox_files WHERE path = ? AND sha256 = ? AND moved = 0",
-        )
-        .bind(path)
-        .bind(sha256)
-        .fetch_optional(&self.pool)
-        .await?)
-    }
-
-    pub async fn record_file(
-        conn: &mut SqliteConnection,
-        path: &str,
-        sha256: &str,
-        outcome: &str,
-        report: &str,
-    ) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO inbox_files (path, sha256, outcome, report, committed_at, moved) \
-             VALUES (?, ?, ?, ?, ?, 0) ON CONFLICT(path, sha256) DO UPDATE SET \
-             outcome = excluded.outcome, report = excluded.report, \
-             committed_at = excluded.committed_at, moved = 0",
-        )
-        .bind(path)
-        .bind(sha256)
-        .bind(outcome)
-        .bind(report)
-        .bind(now_rfc3339())
-        .execute(&mut *conn)
-        .await?;
-        Ok(())
-    }
-
-    /// The latest files handled: path, outcome, when, and the report's counts.
-    pub async fn recent_files(&self, limit: i64) -> Result<Vec<serde_json::Value>, StoreError> {
-        let rows: Vec<(String, String, String, String)> = sqlx::query_as(
-            "SELECT path, outcome, committed_at, report FROM inbox_files \
-             ORDER BY committed_at DESC LIMIT ?",
-        )
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(rows
-            .into_iter()
-            .map(|(path, outcome, at, report)| {
-                let r: serde_json::Value = serde_json::from_str(&report).unwrap_or_default();
-                serde_json::json!({
-                    "file": path,
-                    "outcome": outcome,
-                    "at": at,
-                    "rows": r.get("rows"),
-                    "accepted": r.get("accepted"),
-                    "unchanged": r.get("unchanged"),
-                    "duplicates": r.get("duplicates"),
-                    "rejected": r.get("rejected").and_then(serde_json::Value::as_array).map(Vec::len),
-                    "error": r.get("error"),
-                })
-            })
-            .collect())
-    }
-
-    pub async fn mark_file_moved(&self, path: &str, sha256: &str) -> Result<(), StoreError> {
-        sqlx::query("UPDATE inbox_files SET moved = 1 WHERE path = ? AND sha256 = ?")
-            .bind(path)
-            .bind(sha256)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
-    }
-
-    pub async fn mark_budget(&self, action: &str, at_ms: i64) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO budget_marks (action, last_at_ms) VALUES (?, ?) \
-             ON CONFLICT(action) DO UPDATE SET last_at_ms = excluded.last_at_ms",
-        )
-        .bind(action)
-        .bind(at_ms)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
-
-    pub async fn budget_marks(&self) -> Result<Vec<(String, i64)>, StoreError> {
-        Ok(
-            sqlx::query_as("SELECT action, last_at_ms FROM budget_marks")
-                .fetch_all(&self.pool)
-                .await?,
-        )
-    }
-
-    /// Marks this run as started; returns whether the previous one ended without a clean stop
-    /// (its mark is still there): a crash or `kill -9`.
-    pub async fn begin_run(&self) -> Result<bool, StoreError> {
-        let mut tx = self.begin_delivery().await?;
-        let (crashed,): (i64,) =
-            sqlx::query_as("SELECT EXISTS (SELECT 1 FROM meta WHERE key = 'running')")
-                .fetch_one(&mut *tx)
-                .await?;
-        sqlx::query(
-            "INSERT INTO meta (key, value) VALUES ('running', ?) \
-             ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-        )
-        .bind(now_rfc3339())
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(crashed != 0)
-    }
-
-    /// A clean stop: the next start need not assume a crash.
-    pub async fn end_run(&self) -> Result<(), StoreError> {
-        sqlx::query("DELETE FROM meta WHERE key = 'running'")
-            .execute(&self.pool)
-            .await?;
-        Ok(())
-    }
-
-    pub async fn set_meta(&self, key: &str, value: &str) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO meta (key, value) VALUES (?, ?) \
-             ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-        )
-        .bind(key)
-        .bind(value)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
-
-    pub async fn status_counts(&self) -> Result<StatusCounts, StoreError> {
-        let (pending, inflight): (i64, i64) = sqlx::query_as(
-            "SELECT COALESCE(SUM(state = 'pending'), 0), COALESCE(SUM(state = 'inflight'), 0) \
-             FROM outbox",
-        )
-        .fetch_one(&self.pool)
-        .await?;
-        let (rejected,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM rejects")
-            .fetch_one(&self.pool)
-            .await?;
-        let (processed, failed): (i64, i64) = sqlx::query_as(
-            "SELECT COALESCE(SUM(outcome = 'processed'), 0), COALESCE(SUM(outcome = 'failed'), 0) \
-             FROM inbox_files",
-        )
-        .fetch_one(&self.pool)
-        .await?;
-        let meta: Vec<(String, String)> = sqlx::query_as(
-            "SELECT key, value FROM meta WHERE key IN ('last_push_at', 'last_pull_at')",
-        )
-        .fetch_all(&self.pool)
-        .await?;
-        let get = |k: &str| {
-            meta.iter()
-                .find(|(key, _)| key == k)
-                .map(|(_, v)| v.clone())
-        };
-        Ok(StatusCounts {
-            outbox_pending: pending,
-            outbox_inflight: inflight,
-            rejected,
-            files_processed: processed,
-            files_failed: failed,
-            last_push_at: get("last_push_at"),
-            last_pull_at: get("last_pull_at"),
-        })
     }
 
     /// The acknowledged state of one contact (tests and status).
