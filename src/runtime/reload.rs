@@ -31,6 +31,105 @@ pub fn digest(text: &str) -> [u8; 32] {
     sha2::Sha256::digest(text.as_bytes()).into()
 }
 
+/// The keys a reload changed: those now in force, and those that need a restart.
+fn differences(old: &Settings, new: &Settings) -> Reloaded {
+    let pick = |pairs: &[(bool, &str)]| -> Vec<String> {
+        pairs
+            .iter()
+            .filter(|(changed, _)| *changed)
+            .map(|(_, key)| (*key).to_owned())
+            .collect()
+    };
+    let applied = pick(&[
+        (
+            old.spoki.rate_limits != new.spoki.rate_limits,
+            "spoki.rate_limits",
+        ),
+        (old.spoki.api_key != new.spoki.api_key, "spoki.api_key"),
+        (old.admin.token != new.admin.token, "admin.token"),
+        (
+            old.webhooks.secret != new.webhooks.secret,
+            "webhooks.secret",
+        ),
+        (
+            old.webhooks.spoki_secret != new.webhooks.spoki_secret,
+            "webhooks.spoki_secret",
+        ),
+        (old.log.filter != new.log.filter, "log.filter"),
+        (old.csv.settle != new.csv.settle, "csv.settle"),
+        (
+            old.csv.rescan_interval != new.csv.rescan_interval,
+            "csv.rescan_interval",
+        ),
+        (
+            old.csv.default_region != new.csv.default_region,
+            "csv.default_region",
+        ),
+        (
+            old.csv.create_custom_fields != new.csv.create_custom_fields,
+            "csv.create_custom_fields",
+        ),
+        (
+            old.csv.max_new_custom_fields != new.csv.max_new_custom_fields,
+            "csv.max_new_custom_fields",
+        ),
+        (
+            old.mirror.poll_interval != new.mirror.poll_interval,
+            "mirror.poll_interval",
+        ),
+        (
+            old.mirror.pull_interval != new.mirror.pull_interval,
+            "mirror.pull_interval",
+        ),
+        (
+            old.batch.max_backoff != new.batch.max_backoff,
+            "batch.max_backoff",
+        ),
+        (
+            old.commands.max_attempts != new.commands.max_attempts,
+            "commands.max_attempts",
+        ),
+    ]);
+    let need_restart = pick(&[
+        (old.spoki.base_url != new.spoki.base_url, "spoki.base_url"),
+        (old.spoki.timeout != new.spoki.timeout, "spoki.timeout"),
+        (
+            old.storage.database != new.storage.database,
+            "storage.database",
+        ),
+        (
+            old.storage.check_interval != new.storage.check_interval,
+            "storage.check_interval",
+        ),
+        (
+            old.storage.wal_max_size != new.storage.wal_max_size,
+            "storage.wal_max_size",
+        ),
+        (
+            old.storage.retention != new.storage.retention,
+            "storage.retention",
+        ),
+        (old.csv.inbox != new.csv.inbox, "csv.inbox"),
+        (old.admin.listen != new.admin.listen, "admin.listen"),
+        (
+            old.admin.limits != new.admin.limits,
+            "admin.max_connections/header_timeout/body_timeout",
+        ),
+        (
+            old.webhooks.listen != new.webhooks.listen,
+            "webhooks.listen",
+        ),
+        (
+            old.webhooks.limits != new.webhooks.limits,
+            "webhooks.max_connections/header_timeout/body_timeout",
+        ),
+    ]);
+    Reloaded {
+        applied,
+        need_restart,
+    }
+}
+
 pub fn inbox_settings(s: &Settings) -> InboxSettings {
     InboxSettings {
         root: s.csv.inbox.clone(),
@@ -92,105 +191,34 @@ impl Reloader {
         let keys =
             WebhookKeys::from_settings(&new).map_err(|p| ConfigError { problems: vec![p] })?;
         let old = self.current.get();
-        let mut applied = Vec::new();
-        let mut need_restart = Vec::new();
-        let note = |changed: bool, key: &str, list: &mut Vec<String>| {
-            if changed {
-                list.push(key.to_owned());
-            }
-        };
-        note(
-            old.spoki.rate_limits != new.spoki.rate_limits,
-            "spoki.rate_limits",
-            &mut applied,
-        );
-        self.budgets.apply(&new);
-        if old.spoki.api_key != new.spoki.api_key {
-            if let Some(key) = &new.spoki.api_key {
-                self.client.set_key(key.clone());
-            }
-            applied.push("spoki.api_key".to_owned());
+        // The one step that can still fail goes first, so a refused file changes nothing.
+        if old.log.filter != new.log.filter
+            && let Some(hook) = &self.log_filter
+        {
+            hook(&new.log.filter).map_err(|e| ConfigError {
+                problems: vec![format!("log.filter: {e}")],
+            })?;
         }
-        if old.admin.token != new.admin.token {
-            if let Some(token) = &new.admin.token {
-                self.admin_token.set(token_digest(token));
-            }
-            applied.push("admin.token".to_owned());
+        if old.spoki.api_key != new.spoki.api_key
+            && let Some(key) = &new.spoki.api_key
+        {
+            self.client.set_key(key.clone());
         }
-        note(
-            old.webhooks.secret != new.webhooks.secret,
-            "webhooks.secret",
-            &mut applied,
-        );
-        note(
-            old.webhooks.spoki_secret != new.webhooks.spoki_secret,
-            "webhooks.spoki_secret",
-            &mut applied,
-        );
+        if old.admin.token != new.admin.token
+            && let Some(token) = &new.admin.token
+        {
+            self.admin_token.set(token_digest(token));
+        }
         self.webhook_keys.set(keys);
-        if old.log.filter != new.log.filter {
-            if let Some(hook) = &self.log_filter {
-                hook(&new.log.filter).map_err(|e| ConfigError {
-                    problems: vec![format!("log.filter: {e}")],
-                })?;
-            }
-            applied.push("log.filter".to_owned());
-        }
+        self.budgets.apply(&new);
         self.batcher
             .update_settings(BatcherSettings::from_settings(&new));
         self.inbox.set(inbox_settings(&new));
         self.mirror.set(MirrorSettings::from_settings(&new));
         self.worker.set(worker_settings(&new));
-        for (changed, key) in [
-            (old.csv.settle != new.csv.settle, "csv.settle"),
-            (
-                old.csv.rescan_interval != new.csv.rescan_interval,
-                "csv.rescan_interval",
-            ),
-            (
-                old.csv.default_region != new.csv.default_region,
-                "csv.default_region",
-            ),
-            (
-                old.mirror.poll_interval != new.mirror.poll_interval,
-                "mirror.poll_interval",
-            ),
-            (
-                old.mirror.pull_interval != new.mirror.pull_interval,
-                "mirror.pull_interval",
-            ),
-            (
-                old.batch.max_backoff != new.batch.max_backoff,
-                "batch.max_backoff",
-            ),
-            (
-                old.commands.max_attempts != new.commands.max_attempts,
-                "commands.max_attempts",
-            ),
-        ] {
-            note(changed, key, &mut applied);
-        }
-        for (changed, key) in [
-            (old.spoki.base_url != new.spoki.base_url, "spoki.base_url"),
-            (old.spoki.timeout != new.spoki.timeout, "spoki.timeout"),
-            (
-                old.storage.database != new.storage.database,
-                "storage.database",
-            ),
-            (old.csv.inbox != new.csv.inbox, "csv.inbox"),
-            (old.admin.listen != new.admin.listen, "admin.listen"),
-            (
-                old.webhooks.listen != new.webhooks.listen,
-                "webhooks.listen",
-            ),
-        ] {
-            note(changed, key, &mut need_restart);
-        }
+        let reloaded = differences(&old, &new);
         self.current.set(new);
-        Ok(Reloaded {
-            applied,
-            need_restart,
-        })
+        Ok(reloaded)
     }
 
     /// Reloads and logs the outcome (SIGHUP).
@@ -208,5 +236,31 @@ impl Reloader {
             ),
         }
         crate::runtime::service::notify("READY=1");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_reload_says_what_took_effect_and_what_needs_a_restart() {
+        let old = Settings::from_toml("").expect("defaults");
+        let new = Settings::from_toml(
+            "[csv]\nsettle = \"2s\"\n[webhooks]\nheader_timeout = \"3s\"\n\
+             [storage.retention]\nrejects = \"10d\"\n",
+        )
+        .expect("parses");
+        let r = differences(&old, &new);
+        assert_eq!(r.applied, vec!["csv.settle"]);
+        assert_eq!(
+            r.need_restart,
+            vec![
+                "storage.retention",
+                "webhooks.max_connections/header_timeout/body_timeout"
+            ]
+        );
+        let same = differences(&old, &old);
+        assert!(same.applied.is_empty() && same.need_restart.is_empty());
     }
 }
