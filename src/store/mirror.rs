@@ -258,88 +258,20 @@ impl Store {
             ..PollOutcome::default()
         };
         let mut seen = HashSet::new();
-        let mut edits: Vec<(Phone, String, ContactFields)> = Vec::new();
+        let mut edits: Vec<Incoming> = Vec::new();
         let mut deletions: Vec<(String, Option<i64>)> = Vec::new();
         for (_, raw, kind) in entries {
-            let phone_text = match (kind.as_str(), String::from_utf8(raw)) {
-                ("text", Ok(text)) => text,
-                (_, read) => {
-                    let raw = read.map_or_else(|e| e.into_bytes(), String::into_bytes);
-                    let (shown, reason) = unreadable_phone(&kind, &raw);
-                    if !seen.insert(shown.clone()) {
-                        continue;
-                    }
-                    let (present,): (i64,) = sqlx::query_as(
-                        "SELECT EXISTS (SELECT 1 FROM contacts WHERE CAST(phone AS BLOB) = ? \
-                         AND typeof(phone) = ?)",
-                    )
-                    .bind(&raw)
-                    .bind(&kind)
-                    .fetch_one(&mut *tx)
-                    .await?;
-                    if present != 0 {
-                        Store::insert_reject(&mut tx, "mirror", &shown, &shown, &reason).await?;
-                        out.rejected += 1;
-                    }
-                    continue;
+            match journal_entry(&mut tx, raw, &kind, &mut seen).await? {
+                Entry::Seen => {}
+                Entry::Rejected => out.rejected += 1,
+                Entry::Gone(phone, Some((spoki_id, _))) if propagate_deletes => {
+                    deletions.push((phone, spoki_id));
                 }
-            };
-            if !seen.insert(phone_text.clone()) {
-                continue;
-            }
-            let row = sqlx::query("SELECT * FROM contacts WHERE phone = ?")
-                .bind(&phone_text)
-                .fetch_optional(&mut *tx)
-                .await?;
-            let base = read_base(&mut tx, &phone_text).await?;
-            let Some(row) = row else {
-                if let (true, Some((spoki_id, _))) = (propagate_deletes, base) {
-                    deletions.push((phone_text, spoki_id));
-                }
-                continue;
-            };
-            // Back (or still) in the mirror: no deletion to carry out.
-            sqlx::query("DELETE FROM deletes WHERE phone = ? AND direction = 'to_spoki'")
-                .bind(&phone_text)
-                .execute(&mut *tx)
-                .await?;
-            let phone = match Phone::from_e164(&phone_text) {
-                Some(p) if p.meets_spoki_rule() => p,
-                _ => {
-                    let reason =
-                        "phone is not in E.164 form (a + and the country code, digits only)";
-                    Store::insert_reject(&mut tx, "mirror", &phone_text, &phone_text, reason)
-                        .await?;
-                    out.rejected += 1;
-                    continue;
-                }
-            };
-            match mirror_fields(&row).and_then(|f| {
-                normalise::check_sizes(&f)
-                    .map(|()| f)
-                    .map_err(|e| e.to_string())
-            }) {
-                Ok(fields) => {
-                    // A row Spoki never acknowledged is sent whole, even with only a phone
-                    // (`diff::judge` creates it); a known one sends only what was edited.
-                    let changed = match base {
-                        Some((_, base_fields)) => merge::mirror_edits(&fields, &base_fields),
-                        None => fields,
-                    };
-                    edits.push((phone, phone_text, changed));
-                }
-                Err(reason) => {
-                    Store::insert_reject(&mut tx, "mirror", &phone_text, &phone_text, &reason)
-                        .await?;
-                    out.rejected += 1;
-                }
+                Entry::Gone(..) => {}
+                Entry::Edit(incoming) => edits.push(incoming),
             }
         }
-        let incoming: Vec<Incoming> = edits
-            .into_iter()
-            .map(|(phone, key, fields)| Incoming { phone, fields, key })
-            .collect();
-        let done = Store::enqueue_changes(&mut tx, "mirror", ListId::NONE, incoming).await?;
+        let done = Store::enqueue_changes(&mut tx, "mirror", ListId::NONE, edits).await?;
         out.queued += done.queued();
         if !deletions.is_empty() {
             out.deletes = deletions.len() as u64;
@@ -607,6 +539,96 @@ impl Store {
             .fetch_one(&self.pool)
             .await?;
         Ok(n)
+    }
+}
+
+/// What one journal entry comes to.
+enum Entry {
+    /// Its phone was handled earlier in this batch.
+    Seen,
+    /// The row cannot be sent; its reject is recorded.
+    Rejected,
+    /// The row is gone from the mirror; the base, if Spoki knows the contact.
+    Gone(String, Option<(Option<i64>, ContactFields)>),
+    /// What to queue for Spoki: the whole row if Spoki never acknowledged it, else the edits.
+    Edit(Incoming),
+}
+
+/// Reads the mirror row a journal entry names (its phone as bytes with its storage class: a
+/// writer may have stored a BLOB) and judges it (`mirror_rules`, `check_sizes`).
+async fn journal_entry(
+    tx: &mut Tx,
+    raw: Vec<u8>,
+    kind: &str,
+    seen: &mut HashSet<String>,
+) -> Result<Entry, StoreError> {
+    let phone_text = match (kind, String::from_utf8(raw)) {
+        ("text", Ok(text)) => text,
+        (_, read) => {
+            let raw = read.map_or_else(|e| e.into_bytes(), String::into_bytes);
+            let (shown, reason) = unreadable_phone(kind, &raw);
+            if !seen.insert(shown.clone()) {
+                return Ok(Entry::Seen);
+            }
+            let (present,): (i64,) = sqlx::query_as(
+                "SELECT EXISTS (SELECT 1 FROM contacts WHERE CAST(phone AS BLOB) = ? \
+                 AND typeof(phone) = ?)",
+            )
+            .bind(&raw)
+            .bind(kind)
+            .fetch_one(&mut **tx)
+            .await?;
+            if present == 0 {
+                return Ok(Entry::Seen);
+            }
+            Store::insert_reject(tx, "mirror", &shown, &shown, &reason).await?;
+            return Ok(Entry::Rejected);
+        }
+    };
+    if !seen.insert(phone_text.clone()) {
+        return Ok(Entry::Seen);
+    }
+    let row = sqlx::query("SELECT * FROM contacts WHERE phone = ?")
+        .bind(&phone_text)
+        .fetch_optional(&mut **tx)
+        .await?;
+    let base = read_base(tx, &phone_text).await?;
+    let Some(row) = row else {
+        return Ok(Entry::Gone(phone_text, base));
+    };
+    // Back (or still) in the mirror: no deletion to carry out.
+    sqlx::query("DELETE FROM deletes WHERE phone = ? AND direction = 'to_spoki'")
+        .bind(&phone_text)
+        .execute(&mut **tx)
+        .await?;
+    let Some(phone) = Phone::from_e164(&phone_text).filter(|p| p.meets_spoki_rule()) else {
+        let reason = "phone is not in E.164 form (a + and the country code, digits only)";
+        Store::insert_reject(tx, "mirror", &phone_text, &phone_text, reason).await?;
+        return Ok(Entry::Rejected);
+    };
+    let judged = mirror_fields(&row).and_then(|f| {
+        normalise::check_sizes(&f)
+            .map(|()| f)
+            .map_err(|e| e.to_string())
+    });
+    match judged {
+        Ok(fields) => {
+            // A row Spoki never acknowledged is sent whole, even with only a phone
+            // (`diff::judge` creates it); a known one sends only what was edited.
+            let changed = match base {
+                Some((_, base_fields)) => merge::mirror_edits(&fields, &base_fields),
+                None => fields,
+            };
+            Ok(Entry::Edit(Incoming {
+                phone,
+                fields: changed,
+                key: phone_text,
+            }))
+        }
+        Err(reason) => {
+            Store::insert_reject(tx, "mirror", &phone_text, &phone_text, &reason).await?;
+            Ok(Entry::Rejected)
+        }
     }
 }
 
