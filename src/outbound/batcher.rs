@@ -232,31 +232,8 @@ impl Batcher {
             return Ok(Step::Launched);
         }
 
-        // Lists; rows of a list batch Spoki refused without naming them go alone.
-        for list in self.store.pending_lists().await? {
-            let (routes, limit): (&[Route], i64) =
-                if self.store.count_eligible(list, Route::Any, 1).await? > 0 {
-                    (&[Route::Any], BULK_MAX as i64)
-                } else if self.store.count_eligible(list, Route::Single, 1).await? > 0 {
-                    (&[Route::Single], 1)
-                } else {
-                    continue;
-                };
-            if self
-                .try_launch(
-                    in_flight,
-                    Request::List(list),
-                    routes,
-                    limit,
-                    &failed_codes,
-                    &mut wait,
-                )
-                .await?
-            {
-                return Ok(Step::Launched);
-            }
-            // Every list shares the one budget, and it is not free.
-            break;
+        if self.try_lists(in_flight, &failed_codes, &mut wait).await? {
+            return Ok(Step::Launched);
         }
 
         // One by one: rows whose batch Spoki refused without naming them, or few waiting.
@@ -295,9 +272,45 @@ impl Batcher {
         Ok(Step::Wait(wait.max(Duration::from_millis(5))))
     }
 
+    /// Lists: up to 500 rows of the first list with eligible rows, under the one list budget;
+    /// rows of a list batch Spoki refused without naming them go alone.
+    async fn try_lists(
+        &self,
+        in_flight: &mut JoinSet<()>,
+        failed_codes: &HashMap<String, String>,
+        wait: &mut Duration,
+    ) -> Result<bool, StoreError> {
+        for list in self.store.pending_lists().await? {
+            let (routes, limit): (&[Route], i64) =
+                if self.store.count_eligible(list, Route::Any, 1).await? > 0 {
+                    (&[Route::Any], BULK_MAX as i64)
+                } else if self.store.count_eligible(list, Route::Single, 1).await? > 0 {
+                    (&[Route::Single], 1)
+                } else {
+                    continue;
+                };
+            if self
+                .try_launch(
+                    in_flight,
+                    Request::List(list),
+                    routes,
+                    limit,
+                    failed_codes,
+                    wait,
+                )
+                .await?
+            {
+                return Ok(true);
+            }
+            // Every list shares the one budget, and it is not free.
+            break;
+        }
+        Ok(false)
+    }
+
     /// Takes a slot of `request`'s budget and launches up to `limit` eligible rows, claiming
-    /// from each route in turn (`true`: rows to send one by one). When the budget is not free,
-    /// lowers `wait` to the time it frees and returns `false`.
+    /// from each route in turn (`Route::Single`: rows to send one by one). When the budget is
+    /// not free, lowers `wait` to the time it frees and returns `false`.
     async fn try_launch(
         &self,
         in_flight: &mut JoinSet<()>,
