@@ -19,6 +19,8 @@ pub mod normalise;
 pub mod outbound;
 pub mod reverse;
 pub mod runtime;
+#[cfg(all(test, feature = "sim"))]
+mod sim_rig;
 pub mod sources;
 pub mod store;
 

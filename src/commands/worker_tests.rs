@@ -14,8 +14,7 @@ use super::{CommandWorker, WorkerSettings};
 use crate::commands::Commands;
 use crate::live::Live;
 use crate::outbound::limits::Budgets;
-use crate::sim::{Faults, SimConfig, SimHandle};
-use crate::spoki::SpokiClient;
+use crate::sim::{Faults, SimHandle};
 use crate::spoki::actions::Action;
 use crate::store::{CommandRecord, Store};
 
@@ -29,49 +28,24 @@ struct Rig {
 }
 
 async fn rig() -> Rig {
-    let window = Duration::from_secs(60);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let sim = crate::sim::start(
-        listener,
-        SimConfig {
-            window,
-            ..SimConfig::default()
-        },
-    )
-    .await
-    .expect("simulator");
-    let dir = tempfile::tempdir().expect("dir");
-    let settings =
-        crate::cli::demo::scaled_settings(&sim.base_url(), "sim-api-key", dir.path(), window)
-            .expect("settings");
-    let store = Store::open(&dir.path().join("t.db")).await.expect("store");
-    let key = settings.spoki.api_key.clone().expect("key");
-    let client = SpokiClient::new(
-        settings.spoki.base_url.clone(),
-        key,
-        Duration::from_secs(30),
-    )
-    .expect("client");
-    let budgets = Budgets::from_settings(&settings);
+    let r = crate::sim_rig::sim_rig(Duration::from_secs(60), |_| {}).await;
     let wake = Arc::new(Notify::new());
     let worker = CommandWorker::new(
-        store.clone(),
-        client,
-        budgets.clone(),
+        r.store.clone(),
+        r.client,
+        r.budgets.clone(),
         Live::new(WorkerSettings {
             max_attempts: 10,
             max_backoff: Duration::from_secs(60),
         }),
         wake.clone(),
     );
-    let commands = Commands::new(store.clone(), wake);
+    let commands = Commands::new(r.store.clone(), wake);
     Rig {
-        _dir: dir,
-        sim,
-        store,
-        budgets,
+        _dir: r.dir,
+        sim: r.sim,
+        store: r.store,
+        budgets: r.budgets,
         commands,
         worker,
     }

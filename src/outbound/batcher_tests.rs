@@ -11,8 +11,7 @@ use tokio::task::JoinSet;
 use super::batcher::{BULK, Batcher, BatcherSettings, SINGLE, Step};
 use super::limits::Budgets;
 use crate::domain::{ContactFields, ListId, Phone};
-use crate::sim::{SimConfig, SimHandle};
-use crate::spoki::SpokiClient;
+use crate::sim::SimHandle;
 use crate::store::Store;
 
 struct Rig {
@@ -30,44 +29,19 @@ async fn rig(window: Duration) -> Rig {
 }
 
 async fn rig_with(window: Duration, tweak: impl FnOnce(&mut crate::config::Settings)) -> Rig {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let sim = crate::sim::start(
-        listener,
-        SimConfig {
-            window,
-            ..SimConfig::default()
-        },
-    )
-    .await
-    .expect("simulator");
-    let dir = tempfile::tempdir().expect("dir");
-    let mut settings =
-        crate::cli::demo::scaled_settings(&sim.base_url(), "sim-api-key", dir.path(), window)
-            .expect("settings");
-    tweak(&mut settings);
-    let store = Store::open(&dir.path().join("t.db")).await.expect("store");
-    let key = settings.spoki.api_key.clone().expect("key");
-    let client = SpokiClient::new(
-        settings.spoki.base_url.clone(),
-        key,
-        Duration::from_secs(30),
-    )
-    .expect("client");
-    let budgets = Budgets::from_settings(&settings);
+    let r = crate::sim_rig::sim_rig(window, tweak).await;
     let batcher = Batcher::new(
-        store.clone(),
-        client,
-        budgets.clone(),
-        BatcherSettings::from_settings(&settings),
+        r.store.clone(),
+        r.client,
+        r.budgets.clone(),
+        BatcherSettings::from_settings(&r.settings),
         Arc::new(Notify::new()),
     );
     Rig {
-        _dir: dir,
-        sim,
-        store,
-        budgets,
+        _dir: r.dir,
+        sim: r.sim,
+        store: r.store,
+        budgets: r.budgets,
         batcher,
     }
 }

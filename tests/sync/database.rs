@@ -8,9 +8,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use base64::Engine as _;
-use hmac::{Hmac, Mac};
 use serde_json::json;
-use sha2::Sha256;
 use spoki_sync::config::{Secret, Settings};
 use spoki_sync::sim::{SimConfig, SimHandle};
 
@@ -79,28 +77,7 @@ async fn spoki_name_is(app: &TestApp, phone: &str, name: &str) {
 
 /// A signed contacts webhook; returns the status and the body.
 async fn deliver(app: &TestApp, id: &str, body: &serde_json::Value) -> (u16, serde_json::Value) {
-    let ts = chrono::Utc::now().timestamp();
-    let bytes = serde_json::to_vec(body).expect("json");
-    let mut mac = Hmac::<Sha256>::new_from_slice(WHSEC_KEY).expect("key");
-    mac.update(format!("{id}.{ts}.").as_bytes());
-    mac.update(&bytes);
-    let sig = format!(
-        "v1,{}",
-        base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
-    );
-    let resp = app
-        .http
-        .post(format!("http://{}/webhooks/contacts", app.webhooks))
-        .header("webhook-id", id)
-        .header("webhook-timestamp", ts.to_string())
-        .header("webhook-signature", sig)
-        .header("content-type", "application/json")
-        .body(bytes)
-        .send()
-        .await
-        .expect("answer");
-    let status = resp.status().as_u16();
-    (status, resp.json().await.unwrap_or(serde_json::Value::Null))
+    crate::helpers::deliver_contacts(app, WHSEC_KEY, id, body).await
 }
 
 /// A config file for the real binary on `db`, against `sim`.

@@ -318,6 +318,38 @@ pub fn contact_writes(requests: &[RecordedRequest]) -> Vec<(String, usize)> {
         .collect()
 }
 
+/// A Standard Webhooks signature: `v1,<base64 HMAC-SHA256(key, "<id>.<ts>.<body>")>`.
+pub fn standard_signature(key: &[u8], id: &str, ts: i64, body: &[u8]) -> String {
+    use base64::Engine as _;
+    use hmac::{Hmac, Mac};
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(key).expect("key");
+    mac.update(format!("{id}.{ts}.").as_bytes());
+    mac.update(body);
+    format!(
+        "v1,{}",
+        base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
+    )
+}
+
+/// Posts a contacts delivery signed with `key` now; returns the status and the JSON answer.
+pub async fn deliver_contacts(app: &TestApp, key: &[u8], id: &str, body: &Value) -> (u16, Value) {
+    let ts = chrono::Utc::now().timestamp();
+    let bytes = serde_json::to_vec(body).expect("json");
+    let resp = app
+        .http
+        .post(format!("http://{}/webhooks/contacts", app.webhooks))
+        .header("webhook-id", id)
+        .header("webhook-timestamp", ts.to_string())
+        .header("webhook-signature", standard_signature(key, id, ts, &bytes))
+        .header("content-type", "application/json")
+        .body(bytes)
+        .send()
+        .await
+        .expect("answer");
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
 /// A sample input bundled in `tests/data/` (copied from the project's shared samples, so a
 /// fresh clone anywhere has them).
 pub fn shared_data(name: &str) -> Vec<u8> {

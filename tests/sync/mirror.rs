@@ -4,10 +4,8 @@
 use std::time::Duration;
 
 use base64::Engine as _;
-use hmac::{Hmac, Mac};
 use reqwest::Method;
 use serde_json::{Value, json};
-use sha2::Sha256;
 use spoki_sync::config::{ConflictWinner, Secret, Settings};
 use spoki_sync::sim::{SimConfig, Tamper};
 
@@ -519,13 +517,7 @@ async fn a_second_cycle_with_no_edits_writes_nothing_either_way() {
 }
 
 fn sign(id: &str, ts: i64, body: &[u8], key: &[u8]) -> String {
-    let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("key");
-    mac.update(format!("{id}.{ts}.").as_bytes());
-    mac.update(body);
-    format!(
-        "v1,{}",
-        base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
-    )
+    crate::helpers::standard_signature(key, id, ts, body)
 }
 
 async fn deliver(app: &TestApp, id: &str, ts: i64, body: &[u8], signature: &str) -> u16 {

@@ -5,10 +5,8 @@
 use std::time::Duration;
 
 use base64::Engine as _;
-use hmac::{Hmac, Mac};
 use reqwest::Method;
 use serde_json::{Value, json};
-use sha2::Sha256;
 use spoki_sync::config::{Secret, Settings};
 use spoki_sync::sim::SimConfig;
 
@@ -40,28 +38,7 @@ fn sim(window: Duration) -> SimConfig {
 
 /// Posts a signed `/webhooks/contacts` delivery; returns the status and the JSON answer.
 async fn deliver(app: &TestApp, id: &str, body: &Value) -> (u16, Value) {
-    let body = serde_json::to_vec(body).expect("json");
-    let ts = chrono::Utc::now().timestamp();
-    let mut mac = Hmac::<Sha256>::new_from_slice(WHSEC_KEY).expect("key");
-    mac.update(format!("{id}.{ts}.").as_bytes());
-    mac.update(&body);
-    let sig = format!(
-        "v1,{}",
-        base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
-    );
-    let resp = app
-        .http
-        .post(format!("http://{}/webhooks/contacts", app.webhooks))
-        .header("webhook-id", id)
-        .header("webhook-timestamp", ts.to_string())
-        .header("webhook-signature", sig)
-        .header("content-type", "application/json")
-        .body(body)
-        .send()
-        .await
-        .expect("answer");
-    let status = resp.status().as_u16();
-    (status, resp.json().await.unwrap_or(Value::Null))
+    deliver_contacts(app, WHSEC_KEY, id, body).await
 }
 
 async fn spoki_knows(app: &TestApp, phone: &str) {
