@@ -25,12 +25,6 @@ pub struct Slot {
     budget: Arc<Budget>,
 }
 
-impl Slot {
-    pub fn action(&self) -> Action {
-        self.action
-    }
-}
-
 /// What one request came to.
 #[derive(Debug)]
 pub enum Sent<T> {
@@ -96,31 +90,26 @@ impl<T> Sent<T> {
         }
     }
 
-    fn classify(result: Result<T, SpokiError>) -> (Sent<T>, Option<Duration>) {
+    /// `no_retry_after`: how long a 429 without `Retry-After` waits (one interval of the
+    /// action's limit).
+    fn classify(result: Result<T, SpokiError>, no_retry_after: Duration) -> Sent<T> {
         match result {
-            Ok(v) => (Sent::Done(v), None),
-            Err(SpokiError::RateLimited { retry_after }) => (
-                Sent::Throttled {
-                    wait: Duration::ZERO,
-                },
-                Some(retry_after.unwrap_or(Duration::ZERO)),
-            ),
+            Ok(v) => Sent::Done(v),
+            Err(SpokiError::RateLimited { retry_after }) => Sent::Throttled {
+                wait: retry_after
+                    .filter(|d| !d.is_zero())
+                    .unwrap_or(no_retry_after),
+            },
             Err(SpokiError::Rejected {
                 status: status @ (401 | 403),
                 body,
-            }) => (Sent::Unauthorized { status, body }, None),
-            Err(SpokiError::Rejected { status, body }) => (Sent::Refused { status, body }, None),
-            Err(SpokiError::Decode { reason }) => (Sent::Garbled { reason }, None),
-            Err(error) => {
-                let may_have_applied = error.may_have_applied();
-                (
-                    Sent::Transient {
-                        error,
-                        may_have_applied,
-                    },
-                    None,
-                )
-            }
+            }) => Sent::Unauthorized { status, body },
+            Err(SpokiError::Rejected { status, body }) => Sent::Refused { status, body },
+            Err(SpokiError::Decode { reason }) => Sent::Garbled { reason },
+            Err(error) => Sent::Transient {
+                may_have_applied: error.may_have_applied(),
+                error,
+            },
         }
     }
 }
@@ -145,10 +134,6 @@ impl Sender {
     /// The client, to build calls with (they run only inside `send`).
     pub fn client(&self) -> &SpokiClient {
         &self.client
-    }
-
-    pub fn budgets(&self) -> &Budgets {
-        &self.budgets
     }
 
     /// Takes a slot of `action`'s budget now, or says how long until one frees.
@@ -180,14 +165,11 @@ impl Sender {
         if let Err(error) = self.store.mark_budget(action.name(), sent_at).await {
             tracing::warn!(%error, action = action.name(), "cannot record when a request left");
         }
-        let (mut sent, retry_after) = Sent::classify(result);
-        if let (Sent::Throttled { wait }, Some(after)) = (&mut sent, retry_after) {
-            // No Retry-After: one whole interval of the action's limit.
-            *wait = if after.is_zero() {
-                budget.limit().interval().max(Duration::from_millis(1))
-            } else {
-                after
-            };
+        let sent = Sent::classify(
+            result,
+            budget.limit().interval().max(Duration::from_millis(1)),
+        );
+        if let Sent::Throttled { wait } = &sent {
             budget.block_for(*wait);
             tracing::warn!(
                 action = action.name(),
@@ -233,7 +215,7 @@ mod tests {
 
     #[test]
     fn answers_are_classified_by_status() {
-        let c = |e: SpokiError| Sent::<()>::classify(Err(e)).0;
+        let c = |e: SpokiError| Sent::<()>::classify(Err(e), Duration::from_secs(1));
         assert!(matches!(
             c(SpokiError::Rejected {
                 status: 403,
@@ -268,7 +250,13 @@ mod tests {
         ));
         assert!(matches!(
             c(SpokiError::RateLimited { retry_after: None }),
-            Sent::Throttled { .. }
+            Sent::Throttled { wait } if wait == Duration::from_secs(1)
+        ));
+        assert!(matches!(
+            c(SpokiError::RateLimited {
+                retry_after: Some(Duration::from_secs(9))
+            }),
+            Sent::Throttled { wait } if wait == Duration::from_secs(9)
         ));
     }
 }

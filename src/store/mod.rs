@@ -31,8 +31,7 @@ pub use rejects::{RejectFilter, RejectRecord};
 pub use mirror::{MergeOutcome, PendingDelete, PollOutcome, SpokiContact, TO_MIRROR, TO_SPOKI};
 pub use outbox::{OutboxRow, Release, Route};
 
-pub use crate::diff::Known;
-
+use crate::diff::Known;
 use crate::domain::{ContactFields, ListId, Phone};
 
 pub type Tx = sqlx::Transaction<'static, sqlx::Sqlite>;

@@ -29,17 +29,6 @@ pub enum SpokiError {
 }
 
 impl SpokiError {
-    /// Whether the same request may succeed later (429, 5xx, timeouts, broken connections).
-    pub fn is_retryable(&self) -> bool {
-        matches!(
-            self,
-            SpokiError::RateLimited { .. }
-                | SpokiError::Server { .. }
-                | SpokiError::Unanswered { .. }
-                | SpokiError::Unreachable { .. }
-        )
-    }
-
     /// Whether the request may have changed something in Spoki although it failed.
     pub fn may_have_applied(&self) -> bool {
         matches!(
@@ -87,23 +76,21 @@ mod tests {
     use super::*;
 
     #[test]
-    fn retryable_kinds() {
-        assert!(SpokiError::RateLimited { retry_after: None }.is_retryable());
-        assert!(SpokiError::Server { status: 503 }.is_retryable());
+    fn only_unanswered_and_server_errors_may_have_applied() {
+        assert!(SpokiError::Server { status: 503 }.may_have_applied());
         assert!(
             SpokiError::Unanswered {
                 reason: "timeout".into()
             }
-            .is_retryable()
+            .may_have_applied()
         );
+        assert!(!SpokiError::RateLimited { retry_after: None }.may_have_applied());
         assert!(
-            !SpokiError::Rejected {
-                status: 400,
-                body: serde_json::json!({})
+            !SpokiError::Unreachable {
+                reason: "refused".into()
             }
-            .is_retryable()
+            .may_have_applied()
         );
-        assert!(!SpokiError::Decode { reason: "x".into() }.is_retryable());
     }
 
     #[test]
