@@ -7,13 +7,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use base64::Engine as _;
 use serde_json::json;
-use spoki_sync::config::{Secret, Settings};
+use spoki_sync::config::Settings;
 use spoki_sync::sim::{SimConfig, SimHandle};
 
 use crate::helpers::{
-    Daemon, TestApp, contacts_csv, free_port, spawn_app_with, start_sim, wait_report, wait_until,
+    Daemon, TestApp, contacts_csv, free_port, start_sim, wait_report, wait_until,
 };
 
 const BIN: &str = env!("CARGO_BIN_EXE_spoki-sync");
@@ -23,23 +22,14 @@ const TOKEN: &str = "database-test-token";
 fn tweak(s: &mut Settings) {
     s.mirror.poll_interval = Duration::from_millis(100);
     s.storage.check_interval = Duration::from_millis(200);
-    let b64 = base64::engine::general_purpose::STANDARD.encode(WHSEC_KEY);
-    s.webhooks.secret = Some(Secret::new(format!("whsec_{b64}")));
+    s.webhooks.secret = Some(crate::helpers::whsec(WHSEC_KEY));
 }
 
 async fn app_with(extra: impl FnOnce(&mut Settings)) -> TestApp {
-    let window = Duration::from_millis(500);
-    spawn_app_with(
-        SimConfig {
-            window,
-            ..SimConfig::default()
-        },
-        window,
-        |s| {
-            tweak(s);
-            extra(s);
-        },
-    )
+    crate::helpers::spawn_app_tweaked(|s| {
+        tweak(s);
+        extra(s);
+    })
     .await
 }
 

@@ -58,6 +58,27 @@ pub async fn spawn_app(window: Duration) -> TestApp {
     .await
 }
 
+/// The daemon against a simulator whose Spoki minute lasts 500 ms, with `tweak`ed settings.
+pub async fn spawn_app_tweaked(tweak: impl FnOnce(&mut Settings)) -> TestApp {
+    let window = Duration::from_millis(500);
+    spawn_app_with(
+        SimConfig {
+            window,
+            ..SimConfig::default()
+        },
+        window,
+        tweak,
+    )
+    .await
+}
+
+/// `webhooks.secret` for a Standard Webhooks key: `whsec_<base64 of key>`.
+pub fn whsec(key: &[u8]) -> spoki_sync::config::Secret {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(key);
+    spoki_sync::config::Secret::new(format!("whsec_{b64}"))
+}
+
 pub async fn spawn_app_with(
     sim_config: SimConfig,
     window: Duration,

@@ -3,7 +3,6 @@
 
 use std::time::Duration;
 
-use base64::Engine as _;
 use reqwest::Method;
 use serde_json::{Value, json};
 use spoki_sync::config::{ConflictWinner, Secret, Settings};
@@ -17,23 +16,14 @@ const WHSEC_KEY: &[u8] = b"contacts webhook key bytes";
 fn tweak(s: &mut Settings) {
     s.mirror.poll_interval = Duration::from_millis(100);
     s.webhooks.spoki_secret = Some(Secret::new(SPOKI_SECRET));
-    let b64 = base64::engine::general_purpose::STANDARD.encode(WHSEC_KEY);
-    s.webhooks.secret = Some(Secret::new(format!("whsec_{b64}")));
+    s.webhooks.secret = Some(crate::helpers::whsec(WHSEC_KEY));
 }
 
 async fn app_with(extra: impl FnOnce(&mut Settings)) -> TestApp {
-    let window = Duration::from_millis(500);
-    spawn_app_with(
-        SimConfig {
-            window,
-            ..SimConfig::default()
-        },
-        window,
-        |s| {
-            tweak(s);
-            extra(s);
-        },
-    )
+    crate::helpers::spawn_app_tweaked(|s| {
+        tweak(s);
+        extra(s);
+    })
     .await
 }
 

@@ -4,10 +4,9 @@
 
 use std::time::Duration;
 
-use base64::Engine as _;
 use reqwest::Method;
 use serde_json::{Value, json};
-use spoki_sync::config::{Secret, Settings};
+use spoki_sync::config::Settings;
 use spoki_sync::sim::SimConfig;
 
 use crate::helpers::*;
@@ -16,8 +15,7 @@ const WHSEC_KEY: &[u8] = b"nothing-lost webhook key";
 
 fn with_webhooks(s: &mut Settings) {
     s.mirror.poll_interval = Duration::from_millis(100);
-    let b64 = base64::engine::general_purpose::STANDARD.encode(WHSEC_KEY);
-    s.webhooks.secret = Some(Secret::new(format!("whsec_{b64}")));
+    s.webhooks.secret = Some(whsec(WHSEC_KEY));
 }
 
 async fn app_with(sim: SimConfig, extra: impl FnOnce(&mut Settings)) -> TestApp {
