@@ -563,10 +563,7 @@ async fn a_read_only_database_is_refused_clearly_and_works_once_writable() {
         let mut daemon = start_daemon(config, &[]);
         if expect_up {
             // Up to 60 s: a loaded machine can be slow to start the binary.
-            let up = (0..1200).any(|_| {
-                std::thread::sleep(Duration::from_millis(50));
-                std::net::TcpStream::connect(("127.0.0.1", admin)).is_ok()
-            });
+            let up = daemon.wait_healthy(admin, Duration::from_secs(60));
             daemon.signal("TERM");
             let status = daemon.child.wait().expect("exit");
             (up, status, daemon.log())

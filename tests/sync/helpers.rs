@@ -417,6 +417,31 @@ impl Daemon {
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
+
+    /// Blocks until this daemon answers `GET /healthz` on `admin` with 200 (true), or it
+    /// exits or `limit` passes (false). A bare TCP connect is not proof: another process
+    /// may hold the port, or a connect to an ephemeral port may meet itself.
+    pub fn wait_healthy(&mut self, admin: u16, limit: Duration) -> bool {
+        use std::io::{Read as _, Write as _};
+        let end = Instant::now() + limit;
+        while Instant::now() < end {
+            if matches!(self.child.try_wait(), Ok(Some(_))) {
+                return false;
+            }
+            let answer = std::net::TcpStream::connect(("127.0.0.1", admin)).and_then(|mut s| {
+                s.set_read_timeout(Some(Duration::from_secs(2)))?;
+                s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")?;
+                let mut text = String::new();
+                s.read_to_string(&mut text)?;
+                Ok(text)
+            });
+            if answer.is_ok_and(|t| t.starts_with("HTTP/1.1 200")) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        false
+    }
 }
 
 pub fn free_port() -> u16 {
