@@ -258,9 +258,7 @@ async fn check_config(config: Option<PathBuf>, online: bool) -> ExitCode {
     if online {
         match spoki_sync::cli::plan::check_online(&settings).await {
             Ok(()) => println!("Spoki accepted spoki.api_key"),
-            Err(spoki_sync::spoki::SpokiError::Rejected { status, .. })
-                if status == 401 || status == 403 =>
-            {
+            Err(spoki_sync::spoki::SpokiError::Unauthorized { status, .. }) => {
                 eprintln!("spoki-sync: spoki.api_key: Spoki refused it (HTTP {status})");
                 return ExitCode::from(EX_CONFIG);
             }

@@ -86,6 +86,22 @@ fn describe() {
         "spoki_sync_files",
         "Inbox files handled, by outcome (processed, failed)"
     );
+    describe_counter!(
+        "spoki_sync_skipped_records_total",
+        "Records of Spoki's list answers skipped because they cannot be read (no usable phone \
+         or code, not an object), by action"
+    );
+    describe_counter!(
+        "spoki_sync_pulls_total",
+        "Pulls from Spoki that ended, by outcome (complete, incomplete: no deletions inferred)"
+    );
+    // Present from the start, at zero, so a dashboard sees them before the first skip.
+    for action in ["list_contacts", "list_custom_fields"] {
+        metrics::counter!("spoki_sync_skipped_records_total", "action" => action).increment(0);
+    }
+    for outcome in ["complete", "incomplete"] {
+        metrics::counter!("spoki_sync_pulls_total", "outcome" => outcome).increment(0);
+    }
 }
 
 /// The Prometheus text: the recorded counters plus the depths read now.

@@ -104,14 +104,15 @@ impl Plan {
 /// # Errors
 /// Spoki's refusal or a transport failure.
 pub async fn check_online(settings: &Settings) -> Result<(), crate::spoki::SpokiError> {
-    let key = settings
-        .spoki
-        .api_key
-        .clone()
-        .ok_or_else(|| crate::spoki::SpokiError::Rejected {
-            status: 401,
-            body: serde_json::json!({"detail": "spoki.api_key is not set"}),
-        })?;
+    let key =
+        settings
+            .spoki
+            .api_key
+            .clone()
+            .ok_or_else(|| crate::spoki::SpokiError::Unauthorized {
+                status: 401,
+                body: serde_json::json!({"detail": "spoki.api_key is not set"}),
+            })?;
     let client = crate::spoki::SpokiClient::new(
         settings.spoki.base_url.clone(),
         key,

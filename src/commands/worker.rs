@@ -382,6 +382,7 @@ impl CommandWorker {
         let Some(trigger) = trigger else {
             return Sent::Refused {
                 status: 400,
+                items: None,
                 body: json!({
                     "error": format!(
                         "automation {automation} has no active API trigger (webhook_set); add an \
@@ -428,13 +429,17 @@ impl CommandWorker {
                 })
             }
             // CONTRACT §8: a 4xx other than 429 fails the command at once.
-            Sent::Refused { status, body } | Sent::Unauthorized { status, body } => {
+            Sent::Refused { status, body, .. } | Sent::Unauthorized { status, body } => {
                 Attempt::Done(Outcome::Failed {
                     http_status: Some(status),
                     error: body,
                 })
             }
-            Sent::Garbled { reason } => Attempt::Done(Outcome::Failed {
+            Sent::AlreadyExists { body } => Attempt::Done(Outcome::Failed {
+                http_status: Some(400),
+                error: body,
+            }),
+            Sent::Garbled { reason } | Sent::Fatal { reason } => Attempt::Done(Outcome::Failed {
                 http_status: None,
                 error: json!({ "error": reason }),
             }),
@@ -480,10 +485,7 @@ impl CommandWorker {
 }
 
 fn server_status(error: &SpokiError) -> Option<u16> {
-    match error {
-        SpokiError::Server { status } => Some(*status),
-        _ => None,
-    }
+    error.status()
 }
 
 fn log_outcome(action: Action, cmd: &DueCommand, outcome: &Outcome) {

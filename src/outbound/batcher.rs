@@ -424,8 +424,9 @@ impl Batcher {
                 for p in payloads {
                     if let Some(rec) = client.create_or_update_contact(p).await?
                         && let Some(phone) = Phone::from_e164(&rec.phone)
+                        && let Some(id) = rec.id
                     {
-                        ids.insert(phone, rec.id);
+                        ids.insert(phone, id);
                     }
                 }
                 Ok(ids)
@@ -477,8 +478,13 @@ impl Batcher {
                     .release(rows, Release::now().because("429 Too Many Requests"))
                     .await?;
             }
-            Sent::Refused { status: 400, body } => {
-                self.settle_rejection(request, rows, body).await?;
+            Sent::Refused {
+                status: 400,
+                body,
+                items,
+            } => {
+                self.settle_rejection(request, rows, body, items.clone())
+                    .await?;
             }
             // The request was too large for Spoki: final for a lone contact, and a batch is
             // sent one by one to find the contact that is.
@@ -488,9 +494,11 @@ impl Batcher {
                      are more than Spoki takes"
                         .to_owned(),
                 );
-                self.settle_rejection(request, rows, &body).await?;
+                self.settle_rejection(request, rows, &body, None).await?;
             }
-            Sent::Refused { status: 404, body } if matches!(request, Request::List(_)) => {
+            Sent::Refused {
+                status: 404, body, ..
+            } if matches!(request, Request::List(_)) => {
                 let reason = format!("list not found in Spoki: {body}");
                 bump(&self.stats.rejected, rows.len() as u64);
                 let rows: Vec<_> = rows.iter().map(|r| (r.clone(), reason.clone())).collect();
@@ -524,18 +532,16 @@ impl Batcher {
         Ok(())
     }
 
-    /// A 400: reject the rows Spoki named; if it did not say which, send them one by one.
+    /// A 400: reject the rows Spoki named (`items`, read by the client from the body); if it
+    /// did not say which, send them one by one.
     async fn settle_rejection(
         &self,
         request: Request,
         rows: &[OutboxRow],
         body: &Value,
+        items: Option<Vec<Option<String>>>,
     ) -> Result<(), StoreError> {
-        let items = match request {
-            Request::Bulk => crate::spoki::refused_items(body, rows.len(), false),
-            Request::List(_) => crate::spoki::refused_items(body, rows.len(), true),
-            Request::Single => None,
-        };
+        let items = items.filter(|i| i.len() == rows.len() && !matches!(request, Request::Single));
         if rows.len() == 1 || matches!(request, Request::Single) {
             let reason = body.to_string();
             tracing::warn!(phone = %rows[0].phone, reason, "Spoki rejected a contact");

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use super::limits::Budgets;
 use super::sender::{Sender, Sent};
+use crate::spoki::CustomFieldRecord;
 use crate::spoki::actions::Action;
 use crate::store::{FieldStatus, Store, StoreError};
 
@@ -47,14 +48,33 @@ impl CustomFields {
         use std::sync::atomic::Ordering;
         // With creation off, a code is refused only after a fresh look at Spoki's fields.
         if !self.listed.load(Ordering::Relaxed) || !create {
-            let mut page = 1;
-            loop {
+            let mut pager = match sender.client().custom_fields_pager() {
+                Ok(pager) => pager,
+                Err(error) => {
+                    let sent = Sent::<()>::Fatal {
+                        reason: error.to_string(),
+                    };
+                    return Ok(Some(self.wait_after(
+                        &sent,
+                        Action::ListCustomFields,
+                        max_backoff,
+                    )));
+                }
+            };
+            // Every page the pager leads to (whatever the pagination style); a record that
+            // cannot be read is skipped by the client, the rest still counts.
+            while let Some(url) = pager.next_url().cloned() {
                 let slot = match sender.try_slot(Action::ListCustomFields) {
                     Ok(slot) => slot,
                     Err(w) => return Ok(Some(w)),
                 };
                 let listed = sender
-                    .send(slot, sender.client().list_custom_fields(page))
+                    .send(
+                        slot,
+                        sender
+                            .client()
+                            .fetch_page::<CustomFieldRecord>(Action::ListCustomFields, &url),
+                    )
                     .await;
                 match listed {
                     Sent::Done(p) => {
@@ -65,11 +85,11 @@ impl CustomFields {
                                     .await?;
                             }
                         }
-                        if p.next.is_none() || p.results.is_empty() {
-                            break;
+                        if let Err(error) = pager.advance(&p) {
+                            tracing::error!(%error, "custom-field listing stopped");
                         }
-                        page += 1;
                     }
+                    Sent::Refused { status, .. } if pager.refused(status) => {}
                     other => {
                         return Ok(Some(self.wait_after(
                             &other,
@@ -79,7 +99,25 @@ impl CustomFields {
                     }
                 }
             }
-            self.listed.store(true, Ordering::Relaxed);
+            if let Some(crate::spoki::PassEnd::Incomplete { reason }) = pager.end() {
+                // What was not seen may exist: never refuse a code on an incomplete listing;
+                // creating one that exists answers "exists".
+                tracing::warn!(
+                    reason,
+                    "custom-field listing incomplete; listing again later"
+                );
+                if !create {
+                    let wait = self
+                        .budgets
+                        .get(Action::ListCustomFields)
+                        .limit()
+                        .interval()
+                        .max(Duration::from_secs(1));
+                    return Ok(Some(wait));
+                }
+            } else {
+                self.listed.store(true, Ordering::Relaxed);
+            }
         }
         for (code, label) in self
             .store
@@ -108,15 +146,19 @@ impl CustomFields {
                         .set_custom_field_status(&code, FieldStatus::Exists, None)
                         .await?;
                 }
+                // The client read Spoki's 400 as "this code is taken".
+                Sent::AlreadyExists { .. } => {
+                    self.store
+                        .set_custom_field_status(&code, FieldStatus::Exists, None)
+                        .await?;
+                }
                 // Only a 400 is about the field itself; 401/403/404 are the account's or the
                 // route's problem and are retried like any other failure.
-                Sent::Refused { status: 400, body } => {
+                Sent::Refused {
+                    status: 400, body, ..
+                } => {
                     let text = body.to_string();
-                    if text.contains("exist") || text.contains("unique") {
-                        self.store
-                            .set_custom_field_status(&code, FieldStatus::Exists, None)
-                            .await?;
-                    } else {
+                    {
                         tracing::warn!(
                             code,
                             reason = text,

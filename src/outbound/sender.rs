@@ -44,13 +44,24 @@ pub enum Sent<T> {
         status: u16,
         body: Value,
     },
-    /// Any other 4xx: Spoki refused the request, and will refuse it again.
+    /// Any other 4xx: Spoki refused the request, and will refuse it again. `items`: for a
+    /// bulk write whose refusal names its items, each refused item's reason, in order.
     Refused {
         status: u16,
+        body: Value,
+        items: Option<Vec<Option<String>>>,
+    },
+    /// A create refused because the thing exists already (a hint read from the 400's body).
+    AlreadyExists {
         body: Value,
     },
     /// A 2xx whose body is not what the endpoint documents: Spoki did it.
     Garbled {
+        reason: String,
+    },
+    /// Nothing was sent, and sending again will not help (a link off Spoki's host, a bad
+    /// path).
+    Fatal {
         reason: String,
     },
 }
@@ -65,7 +76,11 @@ impl<T> Sent<T> {
             Sent::Transient { .. } | Sent::Unauthorized { .. } => {
                 Some(backoff::delay(failures.max(1), max_backoff))
             }
-            Sent::Done(_) | Sent::Refused { .. } | Sent::Garbled { .. } => None,
+            Sent::Done(_)
+            | Sent::Refused { .. }
+            | Sent::AlreadyExists { .. }
+            | Sent::Garbled { .. }
+            | Sent::Fatal { .. } => None,
         }
     }
 
@@ -83,10 +98,12 @@ impl<T> Sent<T> {
                 format!("rate limited by Spoki (retry in {} ms)", wait.as_millis())
             }
             Sent::Transient { error, .. } => error.to_string(),
-            Sent::Unauthorized { status, body } | Sent::Refused { status, body } => {
+            Sent::Unauthorized { status, body } | Sent::Refused { status, body, .. } => {
                 format!("Spoki refused the request with HTTP {status}: {body}")
             }
+            Sent::AlreadyExists { body } => format!("Spoki says it already exists: {body}"),
             Sent::Garbled { reason } => format!("unexpected answer from Spoki: {reason}"),
+            Sent::Fatal { reason } => reason.clone(),
         }
     }
 
@@ -95,18 +112,25 @@ impl<T> Sent<T> {
     fn classify(result: Result<T, SpokiError>, no_retry_after: Duration) -> Sent<T> {
         match result {
             Ok(v) => Sent::Done(v),
-            Err(SpokiError::RateLimited { retry_after }) => Sent::Throttled {
+            Err(SpokiError::Throttled { retry_after }) => Sent::Throttled {
                 wait: retry_after
                     .filter(|d| !d.is_zero())
                     .unwrap_or(no_retry_after),
             },
+            Err(SpokiError::Unauthorized { status, body }) => Sent::Unauthorized { status, body },
             Err(SpokiError::Rejected {
-                status: status @ (401 | 403),
+                status,
                 body,
-            }) => Sent::Unauthorized { status, body },
-            Err(SpokiError::Rejected { status, body }) => Sent::Refused { status, body },
+                items,
+            }) => Sent::Refused {
+                status,
+                body,
+                items,
+            },
+            Err(SpokiError::AlreadyExists { body }) => Sent::AlreadyExists { body },
             Err(SpokiError::Decode { reason }) => Sent::Garbled { reason },
-            Err(error) => Sent::Transient {
+            Err(SpokiError::Fatal { reason }) => Sent::Fatal { reason },
+            Err(error @ SpokiError::Transient { .. }) => Sent::Transient {
                 may_have_applied: error.may_have_applied(),
                 error,
             },
@@ -200,7 +224,11 @@ mod tests {
         assert!(unauthorized.retry_in(1, max).is_some());
         assert!(unauthorized.is_failure());
         let transient: Sent<()> = Sent::Transient {
-            error: SpokiError::Server { status: 503 },
+            error: SpokiError::Transient {
+                reason: "HTTP 503".into(),
+                status: Some(503),
+                may_have_applied: true,
+            },
             may_have_applied: true,
         };
         let wait = transient.retry_in(3, max).expect("retried");
@@ -208,6 +236,7 @@ mod tests {
         let refused: Sent<()> = Sent::Refused {
             status: 400,
             body: Value::Null,
+            items: None,
         };
         assert_eq!(refused.retry_in(1, max), None);
         assert_eq!(Sent::Done(()).retry_in(1, max), None);
@@ -217,7 +246,7 @@ mod tests {
     fn answers_are_classified_by_status() {
         let c = |e: SpokiError| Sent::<()>::classify(Err(e), Duration::from_secs(1));
         assert!(matches!(
-            c(SpokiError::Rejected {
+            c(SpokiError::Unauthorized {
                 status: 403,
                 body: Value::Null
             }),
@@ -226,13 +255,35 @@ mod tests {
         assert!(matches!(
             c(SpokiError::Rejected {
                 status: 413,
-                body: Value::Null
+                body: Value::Null,
+                items: None,
             }),
             Sent::Refused { status: 413, .. }
         ));
+        let items = Some(vec![None, Some("bad phone".to_owned())]);
         assert!(matches!(
-            c(SpokiError::Unanswered {
-                reason: "timeout".into()
+            c(SpokiError::Rejected {
+                status: 400,
+                body: Value::Null,
+                items: items.clone(),
+            }),
+            Sent::Refused { status: 400, items: i, .. } if i == items
+        ));
+        assert!(matches!(
+            c(SpokiError::AlreadyExists { body: Value::Null }),
+            Sent::AlreadyExists { .. }
+        ));
+        assert!(matches!(
+            c(SpokiError::Fatal {
+                reason: "off host".into()
+            }),
+            Sent::Fatal { .. }
+        ));
+        assert!(matches!(
+            c(SpokiError::Transient {
+                reason: "timeout".into(),
+                status: None,
+                may_have_applied: true,
             }),
             Sent::Transient {
                 may_have_applied: true,
@@ -240,8 +291,10 @@ mod tests {
             }
         ));
         assert!(matches!(
-            c(SpokiError::Unreachable {
-                reason: "refused".into()
+            c(SpokiError::Transient {
+                reason: "refused".into(),
+                status: None,
+                may_have_applied: false,
             }),
             Sent::Transient {
                 may_have_applied: false,
@@ -249,11 +302,11 @@ mod tests {
             }
         ));
         assert!(matches!(
-            c(SpokiError::RateLimited { retry_after: None }),
+            c(SpokiError::Throttled { retry_after: None }),
             Sent::Throttled { wait } if wait == Duration::from_secs(1)
         ));
         assert!(matches!(
-            c(SpokiError::RateLimited {
+            c(SpokiError::Throttled {
                 retry_after: Some(Duration::from_secs(9))
             }),
             Sent::Throttled { wait } if wait == Duration::from_secs(9)

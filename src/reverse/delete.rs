@@ -57,7 +57,7 @@ impl Mirror {
                 let call = self.sender.client().delete_contact(id);
                 match self.sender.send(slot, call).await {
                     Sent::Done(()) | Sent::Garbled { .. } | Sent::Refused { status: 404, .. } => {}
-                    Sent::Refused { status, body } => {
+                    Sent::Refused { status, body, .. } => {
                         let reason = format!("Spoki refused the deletion (HTTP {status}): {body}");
                         self.store
                             .reject_delete(&d.phone, TO_SPOKI, &reason)
@@ -88,7 +88,11 @@ impl Mirror {
         let slot = self.sender.slot(Action::ListContacts).await;
         let call = self.sender.client().find_contacts_by_phone(phone);
         match self.sender.send(slot, call).await {
-            Sent::Done(page) => Ok(page.results.iter().find(|c| c.phone == phone).map(|c| c.id)),
+            Sent::Done(page) => Ok(page
+                .results
+                .iter()
+                .find(|c| c.phone == phone)
+                .and_then(|c| c.id)),
             other => anyhow::bail!("cannot look up {phone} in Spoki: {}", other.describe()),
         }
     }

@@ -76,7 +76,7 @@ pub fn spoki_contact(record: &ContactRecord) -> Option<SpokiContact> {
     let phone = Phone::from_e164(record.phone.trim())?;
     Some(SpokiContact {
         phone,
-        spoki_id: Some(record.id),
+        spoki_id: record.id,
         fields: ContactFields::from(record),
     })
 }

@@ -1,6 +1,7 @@
-//! The puller: every page of Spoki's contacts merged into the mirror and the base, then the
-//! contacts Spoki no longer has queued for deletion from the mirror (held past
-//! `mirror.max_delete_share`).
+//! The puller: every page of Spoki's contacts merged into the mirror and the base, then, after
+//! a complete pass only, the contacts Spoki no longer has queued for deletion from the mirror
+//! (held past `mirror.max_delete_share`). Records that cannot be read are skipped and counted;
+//! the rest of their page goes on.
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -10,8 +11,8 @@ use tokio_util::sync::CancellationToken;
 use super::{Mirror, report_conflicts, spoki_contact};
 use crate::domain::Phone;
 use crate::outbound::sender::Sent;
-use crate::spoki::ContactRecord;
 use crate::spoki::actions::Action;
+use crate::spoki::{ContactRecord, Page, Pager, PassEnd, Unreadable, note_skipped};
 use crate::store::{SpokiContact, now_rfc3339};
 
 /// Contacts per page of the pull (the simulator's cap; Spoki's is not documented).
@@ -57,26 +58,55 @@ impl Mirror {
         }
     }
 
-    /// One full pull: every page of Spoki's contacts merged into the mirror, then contacts
-    /// Spoki no longer has are queued for deletion from the mirror.
+    /// One full pull: every page of Spoki's contacts merged into the mirror, then, if the pass
+    /// was complete, contacts Spoki no longer has are queued for deletion from the mirror.
+    /// Pages follow Spoki's `next` links (`spoki::Pager`); a pass that ends early (a 404 on a
+    /// later page, a loop, a link off Spoki's host) keeps what it merged and infers nothing.
     pub async fn pull(&self, cancel: &CancellationToken) -> anyhow::Result<()> {
         let settings = self.settings.get();
         let started = now_rfc3339();
         let clock = std::time::Instant::now();
         let mut seen: HashSet<Phone> = HashSet::new();
-        let mut page = 1u32;
-        let (mut writes, mut queued, mut requests) = (0u64, 0u64, 0u64);
-        loop {
-            let Some(result) = self.fetch_page(page, cancel).await else {
+        // Spoki ids of records skipped for their phone: the contacts they are must not be
+        // taken for gone.
+        let mut unreadable_ids: HashSet<i64> = HashSet::new();
+        let mut pager = self.sender.client().contacts_pager(PULL_PAGE_SIZE)?;
+        let (mut writes, mut queued, mut requests, mut skipped) = (0u64, 0u64, 0u64, 0usize);
+        let mut stopped: Option<String> = None;
+        while pager.next_url().is_some() {
+            let Some(result) = self.fetch_page(&mut pager, cancel).await else {
                 return Ok(()); // stopping
             };
             requests += 1;
             let records = match result {
-                Ok(p) => p,
-                Err(e) => anyhow::bail!("page {page}: {e}"),
+                Ok(Some(p)) => p,
+                Ok(None) => break, // the pager ended the pass (a 404 on a later page)
+                Err(e) => anyhow::bail!("page {}: {e}", pager.pages() + 1),
             };
-            let contacts: Vec<SpokiContact> =
-                records.results.iter().filter_map(spoki_contact).collect();
+            skipped += records.skipped.len();
+            unreadable_ids.extend(
+                records
+                    .skipped
+                    .iter()
+                    .filter_map(|u| u.id.as_deref()?.parse::<i64>().ok()),
+            );
+            let mut contacts: Vec<SpokiContact> = Vec::with_capacity(records.results.len());
+            for record in &records.results {
+                match spoki_contact(record) {
+                    Some(c) => contacts.push(c),
+                    None => {
+                        skipped += 1;
+                        unreadable_ids.extend(record.id);
+                        note_skipped(
+                            Action::ListContacts,
+                            &Unreadable {
+                                id: record.id.map(|id| id.to_string()),
+                                reason: "the phone is not an E.164 number".to_owned(),
+                            },
+                        );
+                    }
+                }
+            }
             seen.extend(contacts.iter().map(|c| c.phone));
             let outcome = self
                 .store
@@ -88,19 +118,43 @@ impl Mirror {
             if outcome.queued > 0 {
                 self.batcher_wake.notify_one();
             }
-            if records.next.is_none() || records.results.is_empty() {
-                break;
+            if let Err(error) = pager.advance(&records) {
+                stopped = Some(error.to_string());
             }
-            page += 1;
+        }
+        if let Some(PassEnd::Incomplete { reason }) = pager.end() {
+            self.store
+                .set_meta("last_pull_incomplete_at", &now_rfc3339())
+                .await?;
+            metrics::counter!("spoki_sync_pulls_total", "outcome" => "incomplete").increment(1);
+            tracing::warn!(
+                contacts = seen.len(),
+                requests,
+                skipped,
+                mirror_writes = writes,
+                reason,
+                "pull from Spoki incomplete: what it read is merged, no deletion is inferred"
+            );
+            if let Some(error) = stopped {
+                anyhow::bail!(error);
+            }
+            return Ok(());
         }
         let (missing, held) = self
             .store
-            .queue_missing_after_pull(&seen, &started, settings.sync.max_delete_share)
+            .queue_missing_after_pull(
+                &seen,
+                &unreadable_ids,
+                &started,
+                settings.sync.max_delete_share,
+            )
             .await?;
         self.store.set_meta("last_pull_at", &now_rfc3339()).await?;
+        metrics::counter!("spoki_sync_pulls_total", "outcome" => "complete").increment(1);
         tracing::info!(
             contacts = seen.len(),
             requests,
+            skipped,
             mirror_writes = writes,
             queued_for_spoki = queued,
             gone_from_spoki = missing,
@@ -121,23 +175,29 @@ impl Mirror {
         Ok(())
     }
 
-    /// One page, retried through 429s, 5xx and timeouts; `None` when cancelled.
+    /// The pager's next page, retried through 429s, 5xx and timeouts; `Ok(None)` when the
+    /// pager ended the pass on the answer (a 404 on a later page); `None` when cancelled.
     async fn fetch_page(
         &self,
-        page: u32,
+        pager: &mut Pager<ContactRecord>,
         cancel: &CancellationToken,
-    ) -> Option<Result<crate::spoki::Page<ContactRecord>, String>> {
+    ) -> Option<Result<Option<Page<ContactRecord>>, String>> {
+        let url = pager.next_url()?.clone();
         let mut failures = 0u32;
         loop {
             let slot = tokio::select! {
                 () = cancel.cancelled() => return None,
                 slot = self.sender.slot(Action::ListContacts) => slot,
             };
-            let call = self.sender.client().list_contacts(page, PULL_PAGE_SIZE);
+            let call = self
+                .sender
+                .client()
+                .fetch_page::<ContactRecord>(Action::ListContacts, &url);
             let sent = self.sender.send(slot, call).await;
             let failure = sent.is_failure();
             match sent {
-                Sent::Done(p) => return Some(Ok(p)),
+                Sent::Done(p) => return Some(Ok(Some(p))),
+                Sent::Refused { status, .. } if pager.refused(status) => return Some(Ok(None)),
                 // The budget is held shut for Retry-After; the next slot waits for it.
                 Sent::Throttled { .. } => {}
                 ref retried @ (Sent::Transient { .. } | Sent::Unauthorized { .. })
@@ -147,7 +207,7 @@ impl Mirror {
                     let wait = retried
                         .retry_in(failures, self.settings.get().max_backoff)
                         .unwrap_or(Duration::from_secs(1));
-                    tracing::warn!(page, error = %retried.describe(), "pull page failed; retrying");
+                    tracing::warn!(page = pager.pages() + 1, error = %retried.describe(), "pull page failed; retrying");
                     tokio::select! {
                         () = cancel.cancelled() => return None,
                         () = tokio::time::sleep(wait) => {}

@@ -390,20 +390,24 @@ impl Store {
 
     /// Base contacts a complete pull did not see, acknowledged before the pull began: they
     /// are gone from Spoki. Queued as deletions from the mirror (held when too many).
+    /// `unreadable`: Spoki ids of records the pull saw but could not read (a contact with one
+    /// of them is not gone, whatever its phone).
     pub async fn queue_missing_after_pull(
         &self,
         seen: &HashSet<Phone>,
+        unreadable: &HashSet<i64>,
         pull_started: &str,
         max_delete_share: f64,
     ) -> Result<(u64, bool), StoreError> {
-        let rows: Vec<(String,)> =
-            sqlx::query_as("SELECT phone FROM contact_state WHERE acked_at < ?")
+        let rows: Vec<(String, Option<i64>)> =
+            sqlx::query_as("SELECT phone, spoki_id FROM contact_state WHERE acked_at < ?")
                 .bind(pull_started)
                 .fetch_all(&self.pool)
                 .await?;
         let missing: Vec<String> = rows
             .into_iter()
-            .map(|(p,)| p)
+            .filter(|(_, id)| id.is_none_or(|id| !unreadable.contains(&id)))
+            .map(|(p, _)| p)
             .filter(|p| Phone::from_e164(p).is_none_or(|ph| !seen.contains(&ph)))
             .collect();
         if missing.is_empty() {

@@ -2,15 +2,19 @@
 //! `SpokiError`. Error texts carry status codes and Spoki's bodies, never the key.
 
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use reqwest::{Method, StatusCode, Url};
 use serde_json::Value;
 
 use crate::actions::Action;
 use crate::error::{SpokiError, parse_retry_after};
+use crate::pager::{Pager, under};
 use crate::values::Secret;
-use crate::wire::{ContactPayload, ContactRecord, CustomFieldRecord, Page};
+use crate::wire::{
+    ContactPayload, ContactRecord, CustomFieldRecord, Page, Record, Unreadable, already_exists,
+    refused_items,
+};
 
 /// A 2xx answer.
 #[derive(Clone, Debug)]
@@ -45,7 +49,7 @@ impl SpokiClient {
             .connect_timeout(timeout.min(Duration::from_secs(10)))
             .user_agent(concat!("spoki-sync/", env!("CARGO_PKG_VERSION")))
             .build()
-            .map_err(|e| SpokiError::Unreachable {
+            .map_err(|e| SpokiError::Fatal {
                 reason: format!("cannot build the HTTP client: {e}"),
             })?;
         Ok(SpokiClient {
@@ -94,7 +98,7 @@ impl SpokiClient {
         query: &[(String, String)],
         body: Option<&Value>,
     ) -> Result<Answer, SpokiError> {
-        let url = self.base.join(path).map_err(|e| SpokiError::Decode {
+        let url = self.base.join(path).map_err(|e| SpokiError::Fatal {
             reason: format!("bad path {path:?}: {e}"),
         })?;
         let req = self
@@ -115,7 +119,7 @@ impl SpokiClient {
         let url = self
             .base
             .join(&format!("/wh/ap/{uuid}/"))
-            .map_err(|e| SpokiError::Decode {
+            .map_err(|e| SpokiError::Fatal {
                 reason: format!("bad automation trigger {uuid:?}: {e}"),
             })?;
         let req = self.http.request(Method::POST, url);
@@ -139,15 +143,13 @@ impl SpokiClient {
         let outcome = Self::answer(req).await;
         let label = match &outcome {
             Ok(a) => a.status.as_str().to_owned(),
-            Err(SpokiError::RateLimited { .. }) => "429".to_owned(),
-            Err(SpokiError::Server { status } | SpokiError::Rejected { status, .. }) => {
-                status.to_string()
-            }
-            Err(e) => e.kind().to_owned(),
+            Err(e) => e
+                .status()
+                .map_or_else(|| e.kind().to_owned(), |s| s.to_string()),
         };
         metrics::counter!("spoki_sync_spoki_requests_total", "action" => action.name(), "status" => label)
             .increment(1);
-        if let Err(SpokiError::RateLimited { .. }) = &outcome {
+        if let Err(SpokiError::Throttled { .. }) = &outcome {
             metrics::counter!("spoki_sync_spoki_throttled_total", "action" => action.name())
                 .increment(1);
         }
@@ -161,6 +163,7 @@ impl SpokiClient {
             resp.headers()
                 .get(reqwest::header::RETRY_AFTER)
                 .and_then(|v| v.to_str().ok()),
+            SystemTime::now(),
         );
         let bytes = resp.bytes().await.map_err(transport_error)?;
         let blank = bytes.iter().all(u8::is_ascii_whitespace);
@@ -184,19 +187,28 @@ impl SpokiClient {
                 json: is_json,
             });
         }
+        let body = || {
+            json.clone().unwrap_or_else(|| {
+                Value::String(String::from_utf8_lossy(&bytes).chars().take(500).collect())
+            })
+        };
         Err(match status {
-            StatusCode::TOO_MANY_REQUESTS => SpokiError::RateLimited { retry_after },
-            s if s.is_server_error() => SpokiError::Server { status: s.as_u16() },
+            StatusCode::TOO_MANY_REQUESTS => SpokiError::Throttled { retry_after },
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => SpokiError::Unauthorized {
+                status: status.as_u16(),
+                body: body(),
+            },
+            s if s.is_server_error() => SpokiError::server(s.as_u16()),
             s => SpokiError::Rejected {
                 status: s.as_u16(),
-                body: json.unwrap_or_else(|| {
-                    Value::String(String::from_utf8_lossy(&bytes).chars().take(500).collect())
-                }),
+                body: body(),
+                items: None,
             },
         })
     }
 
     /// `POST contacts/sync_all/`: the JSON array itself is the body (at most 500 items).
+    /// A 400 that names the items one by one comes back with them (`Rejected::items`).
     pub async fn bulk_sync_contacts(&self, contacts: &[ContactPayload]) -> Result<(), SpokiError> {
         let body = serde_json::to_value(contacts).map_err(decode)?;
         self.request(
@@ -208,6 +220,7 @@ impl SpokiClient {
         )
         .await
         .map(drop)
+        .map_err(|e| with_items(e, contacts.len(), false))
     }
 
     /// `POST lists/{id}/sync_contacts/` with `{"contacts": [...]}`.
@@ -226,6 +239,7 @@ impl SpokiClient {
         )
         .await
         .map(drop)
+        .map_err(|e| with_items(e, contacts.len(), true))
     }
 
     /// `POST contacts/sync/`: upsert one contact by phone; Spoki answers with the contact.
@@ -259,7 +273,82 @@ impl SpokiClient {
         let v = self
             .request(Action::ListContacts, Method::GET, "contacts/", &q, None)
             .await?;
-        Page::from_json(v.unwrap_or(Value::Array(vec![]))).map_err(decode)
+        read_page(Action::ListContacts, v)
+    }
+
+    /// A pass over every contact, `page_size` at a time (if Spoki pages by number).
+    pub fn contacts_pager(&self, page_size: u32) -> Result<Pager<ContactRecord>, SpokiError> {
+        self.pager(
+            Action::ListContacts,
+            "contacts/",
+            &[
+                ("page", "1".to_owned()),
+                ("page_size", page_size.to_string()),
+            ],
+        )
+    }
+
+    /// A pass over every custom field.
+    pub fn custom_fields_pager(&self) -> Result<Pager<CustomFieldRecord>, SpokiError> {
+        self.pager(
+            Action::ListCustomFields,
+            "custom-fields/",
+            &[("page", "1".to_owned()), ("page_size", "200".to_owned())],
+        )
+    }
+
+    /// A pass over the list endpoint `path` (relative to the base URL), starting with `query`.
+    pub fn pager<T: Record>(
+        &self,
+        action: Action,
+        path: &str,
+        query: &[(&str, String)],
+    ) -> Result<Pager<T>, SpokiError> {
+        let mut first = self.base.join(path).map_err(|e| SpokiError::Fatal {
+            reason: format!("bad path {path:?}: {e}"),
+        })?;
+        if !query.is_empty() {
+            first
+                .query_pairs_mut()
+                .extend_pairs(query.iter().map(|(k, v)| (*k, v.as_str())));
+        }
+        Ok(Pager::new(action, self.base.clone(), first))
+    }
+
+    /// `GET` one page of a pass (`pager.next_url()`), with the API key: only under Spoki's base
+    /// URL. Records that cannot be read are skipped, logged and counted
+    /// (`spoki_sync_skipped_records_total`); an empty body is not a page.
+    pub async fn fetch_page<T: Record>(
+        &self,
+        action: Action,
+        url: &Url,
+    ) -> Result<Page<T>, SpokiError> {
+        if !under(&self.base, url) {
+            return Err(SpokiError::Fatal {
+                reason: format!(
+                    "refusing to send the API key to {} (outside {})",
+                    url.origin().ascii_serialization(),
+                    self.base
+                ),
+            });
+        }
+        let req = self
+            .http
+            .request(Method::GET, url.clone())
+            .header("X-Spoki-Api-Key", self.key().expose());
+        let answer = self.exchange(action, req, &[], None).await?;
+        match answer.body {
+            None => Err(SpokiError::Decode {
+                reason: format!(
+                    "HTTP {} with an empty body where a list was expected",
+                    answer.status
+                ),
+            }),
+            Some(Value::String(_)) if !answer.json => Err(SpokiError::Decode {
+                reason: format!("HTTP {} with a body that is not JSON", answer.status),
+            }),
+            Some(v) => read_page(action, Some(v)),
+        }
     }
 
     /// `GET contacts/?phone=<E.164>`: the contacts Spoki holds under exactly this phone (the
@@ -272,7 +361,7 @@ impl SpokiClient {
         let v = self
             .request(Action::ListContacts, Method::GET, "contacts/", &q, None)
             .await?;
-        Page::from_json(v.unwrap_or(Value::Array(vec![]))).map_err(decode)
+        read_page(Action::ListContacts, v)
     }
 
     /// `GET contacts/{id}/`.
@@ -318,28 +407,8 @@ impl SpokiClient {
         .map(drop)
     }
 
-    /// `GET custom-fields/` one page.
-    pub async fn list_custom_fields(
-        &self,
-        page: u32,
-    ) -> Result<Page<CustomFieldRecord>, SpokiError> {
-        let q = [
-            ("page".to_string(), page.to_string()),
-            ("page_size".to_string(), "200".to_string()),
-        ];
-        let v = self
-            .request(
-                Action::ListCustomFields,
-                Method::GET,
-                "custom-fields/",
-                &q,
-                None,
-            )
-            .await?;
-        Page::from_json(v.unwrap_or(Value::Array(vec![]))).map_err(decode)
-    }
-
     /// `POST custom-fields/`: a text field (`field_type` 1) with the given code.
+    /// A 400 saying the code is taken comes back as `AlreadyExists` (a hint: list to be sure).
     pub async fn create_custom_field(&self, label: &str, code: &str) -> Result<(), SpokiError> {
         let body = serde_json::json!({ "label": label, "code": code, "field_type": 1 });
         self.request(
@@ -351,6 +420,12 @@ impl SpokiClient {
         )
         .await
         .map(drop)
+        .map_err(|e| match e {
+            SpokiError::Rejected {
+                status: 400, body, ..
+            } if already_exists(&body) => SpokiError::AlreadyExists { body },
+            other => other,
+        })
     }
 }
 
@@ -360,12 +435,58 @@ fn decode(e: serde_json::Error) -> SpokiError {
     }
 }
 
+/// A 400 on a bulk write of `n` items, with the items it names (see `refused_items`).
+fn with_items(e: SpokiError, n: usize, wrapped: bool) -> SpokiError {
+    match e {
+        SpokiError::Rejected {
+            status: 400,
+            body,
+            items: None,
+        } => SpokiError::Rejected {
+            status: 400,
+            items: refused_items(&body, n, wrapped),
+            body,
+        },
+        other => other,
+    }
+}
+
+/// A list answer read item by item; what cannot be read is logged and counted here, once.
+fn read_page<T: Record>(action: Action, body: Option<Value>) -> Result<Page<T>, SpokiError> {
+    let page = Page::from_json(body.unwrap_or(Value::Array(vec![])))
+        .map_err(|reason| SpokiError::Decode { reason })?;
+    for u in &page.skipped {
+        note_skipped(action, u);
+    }
+    Ok(page)
+}
+
+/// Logs and counts one record of a list answer that was skipped
+/// (`spoki_sync_skipped_records_total{action}`).
+pub fn note_skipped(action: Action, record: &Unreadable) {
+    tracing::warn!(
+        action = action.name(),
+        id = record.id.as_deref().unwrap_or("none"),
+        reason = %record.reason,
+        "skipped a record Spoki sent that cannot be read; the rest goes on"
+    );
+    metrics::counter!("spoki_sync_skipped_records_total", "action" => action.name()).increment(1);
+}
+
 fn transport_error(e: reqwest::Error) -> SpokiError {
     // reqwest's text includes the URL (never the key, which travels in a header).
     let reason = e.to_string();
     if e.is_connect() {
-        SpokiError::Unreachable { reason }
+        SpokiError::Transient {
+            reason: format!("could not reach Spoki: {reason}"),
+            status: None,
+            may_have_applied: false,
+        }
     } else {
-        SpokiError::Unanswered { reason }
+        SpokiError::Transient {
+            reason: format!("no answer from Spoki ({reason}); the request may have been applied"),
+            status: None,
+            may_have_applied: true,
+        }
     }
 }

@@ -9,12 +9,15 @@
 pub mod actions;
 mod client;
 mod error;
+mod pager;
 mod values;
 mod wire;
 
-pub use client::{Answer, SpokiClient};
-pub use error::SpokiError;
+pub use client::{Answer, SpokiClient, note_skipped};
+pub use error::{MAX_RETRY_AFTER, SpokiError};
+pub use pager::{Pager, PassEnd};
 pub use values::{RateLimit, Secret, parse_duration};
 pub use wire::{
-    ContactFieldValue, ContactPayload, ContactRecord, CustomFieldRecord, Page, refused_items,
+    ContactFieldValue, ContactPayload, ContactRecord, CustomFieldRecord, Page, Record, Unreadable,
+    already_exists, refused_items,
 };
