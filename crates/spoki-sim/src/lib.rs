@@ -40,6 +40,9 @@ mod tests_webhooks;
 mod tests_world;
 mod ui;
 mod validate;
+mod variants;
+
+pub use variants::{Pagination, ReadVariants};
 
 use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -216,6 +219,8 @@ pub struct SimConfig {
     /// Request bodies larger than this are refused with 413 before anything happens, as the
     /// web server in front of an API does (Spoki's own limit is not documented).
     pub body_limit: usize,
+    /// Alternative answer shapes (pagination style, odd records, …); all off by default.
+    pub reads: ReadVariants,
 }
 
 impl Default for SimConfig {
@@ -241,6 +246,7 @@ impl Default for SimConfig {
             event_webhook: None,
             event_webhook_retry_pause: Duration::from_millis(500),
             body_limit: 16 * 1024 * 1024,
+            reads: ReadVariants::default(),
         }
     }
 }
@@ -304,6 +310,7 @@ struct SimState {
     catalog: Catalog,
     limiter: RateLimiter,
     faults: Faults,
+    reads: ReadVariants,
     settings: Settings,
     webhooks: WebhookSettings,
     requests: VecDeque<RecordedRequest>,
@@ -392,6 +399,7 @@ fn spawn(
         catalog: Catalog::new(config.account_id, Utc::now()),
         limiter: RateLimiter::new(config.window, config.default_limit, config.limit_overrides),
         faults: config.faults,
+        reads: config.reads,
         settings: Settings {
             page_sizes: PageSizes {
                 default: config.page_size_default,
@@ -629,6 +637,11 @@ impl SimHandle {
     /// Replaces the faults in force.
     pub fn set_faults(&self, faults: Faults) {
         self.shared.lock().faults = faults;
+    }
+
+    /// Replaces the read variants in force.
+    pub fn set_read_variants(&self, reads: ReadVariants) {
+        self.shared.lock().reads = reads;
     }
 
     /// Sets the limit of one endpoint (`"POST /contacts/sync_all/"` style), or of every

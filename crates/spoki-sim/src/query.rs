@@ -55,16 +55,23 @@ impl Query {
 
     /// This query re-encoded with `page` set to `page`, or removed when `None`.
     fn with_page(&self, page: Option<usize>) -> String {
+        self.with_params(&[("page", page.map(|p| p.to_string()))])
+    }
+
+    /// This query re-encoded with each `(key, value)` set, or removed when `None`.
+    fn with_params(&self, params: &[(&str, Option<String>)]) -> String {
         let mut grouped: BTreeMap<&str, Vec<String>> = BTreeMap::new();
         for (key, value) in &self.pairs {
             grouped.entry(key).or_default().push(value.clone());
         }
-        match page {
-            Some(page) => {
-                grouped.insert("page", vec![page.to_string()]);
-            }
-            None => {
-                grouped.remove("page");
+        for (key, value) in params {
+            match value {
+                Some(value) => {
+                    grouped.insert(key, vec![value.clone()]);
+                }
+                None => {
+                    grouped.remove(key);
+                }
             }
         }
         let mut out = String::new();
@@ -134,6 +141,8 @@ pub(super) struct PageSizes {
 /// One page of a list: which items, and the links to the pages beside it.
 #[derive(Debug)]
 pub(super) struct Page {
+    /// 1-based position of the page in the list.
+    pub number: usize,
     pub range: Range<usize>,
     pub next: Option<String>,
     pub previous: Option<String>,
@@ -183,6 +192,7 @@ impl Page {
         };
         let start = (number - 1) * size;
         Some(Self {
+            number,
             range: start..(start + size).min(count),
             next: (number < pages).then(|| link(query.with_page(Some(number + 1)))),
             previous: match number {
@@ -190,6 +200,81 @@ impl Page {
                 2 => Some(link(query.with_page(None))),
                 n => Some(link(query.with_page(Some(n - 1)))),
             },
+        })
+    }
+
+    /// DRF's `CursorPagination`: an opaque `cursor` (base64 of `o=<offset>`), a fixed page
+    /// size (`page` and `page_size` are ignored), no `count`. A cursor that cannot be read is
+    /// `None` (DRF: 404 "Invalid cursor").
+    pub(super) fn select_cursor(
+        count: usize,
+        query: &Query,
+        size: usize,
+        url: &str,
+    ) -> Option<Self> {
+        use base64::Engine as _;
+        let engine = base64::engine::general_purpose::URL_SAFE;
+        let start = match query.filter("cursor") {
+            None => 0,
+            Some(raw) => {
+                let bytes = engine.decode(raw.trim()).ok()?;
+                let text = String::from_utf8(bytes).ok()?;
+                text.strip_prefix("o=")?.parse::<usize>().ok()?
+            }
+        };
+        if start > count {
+            return None;
+        }
+        let size = size.max(1);
+        let end = (start + size).min(count);
+        let link = |offset: Option<usize>| {
+            let cursor = offset.map(|o| engine.encode(format!("o={o}")));
+            let q = query.with_params(&[("cursor", cursor), ("page", None)]);
+            if q.is_empty() {
+                url.to_owned()
+            } else {
+                format!("{url}?{q}")
+            }
+        };
+        Some(Self {
+            number: start / size + 1,
+            range: start..end,
+            next: (end < count).then(|| link(Some(end))),
+            previous: (start > 0).then(|| link(Some(start.saturating_sub(size)))),
+        })
+    }
+
+    /// DRF's `LimitOffsetPagination`: `limit` (default and cap from `sizes`) and `offset`;
+    /// `page` and `page_size` are ignored.
+    pub(super) fn select_offset(
+        count: usize,
+        query: &Query,
+        sizes: PageSizes,
+        url: &str,
+    ) -> Option<Self> {
+        let limit = query
+            .filter("limit")
+            .and_then(|v| v.trim().parse::<usize>().ok())
+            .filter(|&n| n > 0)
+            .map_or(sizes.default, |n| n.min(sizes.max))
+            .max(1);
+        let offset = query
+            .filter("offset")
+            .and_then(|v| v.trim().parse::<usize>().ok())
+            .unwrap_or(0);
+        let end = (offset + limit).min(count);
+        let link = |offset: Option<usize>| {
+            let q = query.with_params(&[
+                ("limit", Some(limit.to_string())),
+                ("offset", offset.filter(|&o| o > 0).map(|o| o.to_string())),
+            ]);
+            format!("{url}?{q}")
+        };
+        Some(Self {
+            number: offset / limit + 1,
+            range: offset.min(count)..end.max(offset.min(count)),
+            next: (offset + limit < count).then(|| link(Some(offset + limit))),
+            previous: (offset > 0).then(|| link(Some(offset.saturating_sub(limit)))),
         })
     }
 
@@ -261,5 +346,35 @@ mod tests {
             Some("http://h/api/1/contacts/?page=2&page_size=20")
         );
         assert_eq!(first.previous, None);
+    }
+
+    #[test]
+    fn cursor_pages_ignore_page_numbers_and_link_by_cursor() {
+        let first = Page::select_cursor(40, &Query::parse("page=3&page_size=200"), 15, URL)
+            .expect("first page");
+        assert_eq!(first.range, 0..15);
+        let next = first.next.expect("a next link");
+        assert!(next.contains("cursor="), "{next}");
+        assert!(!next.contains("page=3"), "{next}");
+        let raw = next.split_once('?').map(|(_, q)| q).unwrap_or("");
+        let second = Page::select_cursor(40, &Query::parse(raw), 15, URL).expect("second");
+        assert_eq!(second.range, 15..30);
+        assert!(Page::select_cursor(40, &Query::parse("cursor=%%%"), 15, URL).is_none());
+    }
+
+    #[test]
+    fn limit_offset_pages() {
+        let first = Page::select_offset(40, &Query::parse("limit=15"), SIZES, URL).expect("first");
+        assert_eq!(first.range, 0..15);
+        assert_eq!(
+            first.next.as_deref(),
+            Some("http://h/api/1/contacts/?limit=15&offset=15")
+        );
+        let last =
+            Page::select_offset(40, &Query::parse("limit=15&offset=30"), SIZES, URL).expect("last");
+        assert_eq!((last.range, last.next), (30..40, None));
+        let beyond =
+            Page::select_offset(40, &Query::parse("offset=90"), SIZES, URL).expect("empty");
+        assert!(beyond.range.is_empty());
     }
 }

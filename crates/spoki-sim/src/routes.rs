@@ -25,7 +25,8 @@ use tokio::time::Instant;
 use super::query::{Page, Query};
 use super::state::ContactFilter;
 use super::validate::{self, ContactInput, FieldErrors, PhoneRule};
-use super::{Faults, Shared, SimState};
+use super::variants::{self, Pagination};
+use super::{Faults, ReadVariants, Shared, SimState};
 use super::{admin, automations, content, ui};
 
 /// Most contacts one bulk request may carry (spoki-api.md §7 items 9, 10).
@@ -40,6 +41,7 @@ pub(super) fn router(shared: Arc<Shared>, body_limit: usize) -> Router {
         .route("/_sim/requests", get(sim_requests))
         .route("/_sim/contacts", get(sim_contacts))
         .route("/_sim/faults", get(sim_faults).post(sim_set_faults))
+        .route("/_sim/reads", get(sim_reads).post(sim_set_reads))
         .route("/_sim/stats", get(sim_stats))
         .route("/_sim/fixtures", get(sim_fixtures))
         .route("/_sim/automation-runs", get(sim_automation_runs))
@@ -73,6 +75,18 @@ async fn sim_set_faults(
 ) -> Json<Faults> {
     shared.lock().faults = faults.clone();
     Json(faults)
+}
+
+async fn sim_reads(State(shared): State<Arc<Shared>>) -> Json<ReadVariants> {
+    Json(shared.lock().reads.clone())
+}
+
+async fn sim_set_reads(
+    State(shared): State<Arc<Shared>>,
+    Json(reads): Json<ReadVariants>,
+) -> Json<ReadVariants> {
+    shared.lock().reads = reads.clone();
+    Json(reads)
 }
 
 async fn sim_stats(State(shared): State<Arc<Shared>>) -> Json<Value> {
@@ -308,24 +322,34 @@ fn answer(
     if route.needs_api_key() || st.limiter.has_own_limit(&endpoint) {
         if let Err(wait) = st.limiter.try_acquire(&endpoint, now) {
             st.throttled += 1;
-            return throttled(wait);
+            return throttled(wait, st.reads.retry_after_http_date);
         }
     }
     *answer_late =
         *req.method != Method::GET && rng.random::<f64>() < st.faults.drop_after_write_rate;
     st.catalog.advance(now);
-    dispatch(st, req, route)
+    let mut reply = dispatch(st, req, route);
+    if st.reads.empty_write_bodies && *req.method != Method::GET && reply.status.is_success() {
+        reply.body = None;
+    }
+    reply
 }
 
-/// DRF's throttled answer, plus the exact wait in milliseconds for tests.
-fn throttled(wait: Duration) -> Reply {
+/// DRF's throttled answer, plus the exact wait in milliseconds for tests. `http_date`:
+/// `Retry-After` as the date when a slot frees rather than in seconds.
+fn throttled(wait: Duration, http_date: bool) -> Reply {
     let millis = wait.as_nanos().div_ceil(1_000_000);
     let seconds = millis.div_ceil(1000).max(1);
+    let retry_after = if http_date {
+        variants::http_date_after(wait, Utc::now())
+    } else {
+        seconds.to_string()
+    };
     Reply::detail(
         StatusCode::TOO_MANY_REQUESTS,
         format!("Request was throttled. Expected available in {seconds} seconds."),
     )
-    .with_header(header::RETRY_AFTER, seconds.to_string())
+    .with_header(header::RETRY_AFTER, retry_after)
     .with_header(
         HeaderName::from_static("x-sim-retry-after-ms"),
         millis.to_string(),
@@ -702,15 +726,73 @@ pub(super) fn paginated<T>(
     items: &[T],
     render: impl Fn(&T) -> Value,
 ) -> Outcome {
-    let page = Page::select(
-        items.len(),
-        query,
-        st.settings.page_sizes,
-        &req.absolute_url(),
-    )
+    paginated_with(st, req, query, items, render, Vec::new())
+}
+
+/// [`paginated`] in the style the read variants ask for (page numbers, cursor, limit/offset,
+/// a bare array), with `odd` items put first on the first page.
+fn paginated_with<T>(
+    st: &SimState,
+    req: &ApiRequest<'_>,
+    query: &Query,
+    items: &[T],
+    render: impl Fn(&T) -> Value,
+    mut odd: Vec<Value>,
+) -> Outcome {
+    let reads = &st.reads;
+    if reads.bare_arrays {
+        odd.extend(items.iter().map(render));
+        return Ok(Reply::ok(Value::Array(odd)));
+    }
+    let url = req.absolute_url();
+    let sizes = st.settings.page_sizes;
+    let page = match reads.pagination {
+        Pagination::PageNumber => Page::select(items.len(), query, sizes, &url),
+        Pagination::Cursor => Page::select_cursor(items.len(), query, sizes.default, &url),
+        Pagination::LimitOffset => Page::select_offset(items.len(), query, sizes, &url),
+    }
     .ok_or_else(invalid_page)?;
-    let results = items[page.range.clone()].iter().map(render).collect();
-    Ok(Reply::ok(page.envelope(items.len(), results)))
+    if reads
+        .invalid_page_from
+        .is_some_and(|n| page.number >= n.max(2))
+    {
+        return Err(invalid_page());
+    }
+    if page.number > 1 {
+        odd.clear();
+    }
+    odd.extend(items[page.range.clone()].iter().map(render));
+    let mut body = page.envelope(items.len(), odd);
+    shape_envelope(reads, req, &mut body);
+    Ok(Reply::ok(body))
+}
+
+/// The envelope variants: relative or foreign `next` links, `results: null`, no `count` with
+/// a cursor.
+fn shape_envelope(reads: &ReadVariants, req: &ApiRequest<'_>, body: &mut Value) {
+    let Some(map) = body.as_object_mut() else {
+        return;
+    };
+    let own = req.origin();
+    for key in ["next", "previous"] {
+        if let Some(Value::String(link)) = map.get_mut(key) {
+            if let Some(other) = &reads.next_origin {
+                *link = link.replacen(&own, other.trim_end_matches('/'), 1);
+            } else if reads.relative_next {
+                *link = link.replacen(&own, "", 1);
+            }
+        }
+    }
+    if reads.pagination == Pagination::Cursor {
+        map.remove("count");
+    }
+    let empty = map
+        .get("results")
+        .and_then(Value::as_array)
+        .is_some_and(Vec::is_empty);
+    if reads.null_empty_results && empty {
+        map.insert("results".to_owned(), Value::Null);
+    }
 }
 
 /// [`paginated`] with the page size read from `size_key`.
@@ -792,6 +874,16 @@ fn list_contacts(st: &SimState, req: &ApiRequest<'_>) -> Outcome {
     let query = Query::parse(req.query);
     let filter = contact_filter(st, &query)?;
     let found = st.store.find_contacts(&filter);
+    if st.reads.odd_records {
+        return paginated_with(
+            st,
+            req,
+            &query,
+            &found,
+            |c| variants::quirky_contact(st.store.contact_json(c)),
+            variants::odd_contacts(),
+        );
+    }
     paginated(st, req, &query, &found, |c| st.store.contact_json(c))
 }
 
@@ -1057,7 +1149,12 @@ fn list_custom_fields(st: &SimState, req: &ApiRequest<'_>) -> Outcome {
         .custom_fields()
         .filter(|field| search_matches(&terms, &[&field.label, &field.code]))
         .collect();
-    paginated(st, req, &query, &fields, |field| field.to_json())
+    let odd = if st.reads.odd_records {
+        variants::odd_custom_fields()
+    } else {
+        Vec::new()
+    };
+    paginated_with(st, req, &query, &fields, |field| field.to_json(), odd)
 }
 
 fn create_custom_field(st: &mut SimState, req: &ApiRequest<'_>) -> Outcome {
@@ -1150,7 +1247,7 @@ mod tests {
 
     #[test]
     fn throttled_rounds_up() {
-        let reply = throttled(Duration::from_micros(1_000_500));
+        let reply = throttled(Duration::from_micros(1_000_500), false);
         let header = |name: &str| {
             reply
                 .headers
@@ -1164,7 +1261,17 @@ mod tests {
             reply.body,
             Some(json!({"detail": "Request was throttled. Expected available in 2 seconds."}))
         );
-        let short = throttled(Duration::from_millis(3));
+        let short = throttled(Duration::from_millis(3), false);
         assert_eq!(short.headers[0].1, "1");
+    }
+
+    #[test]
+    fn throttled_can_say_when_as_an_http_date() {
+        let reply = throttled(Duration::from_secs(2), true);
+        let date = &reply.headers[0].1;
+        let at = chrono::DateTime::parse_from_rfc2822(date).expect("an IMF-fixdate");
+        let ahead = at.timestamp() - Utc::now().timestamp();
+        assert!((1..=3).contains(&ahead), "{date} is {ahead} s ahead");
+        assert!(date.ends_with(" GMT"), "{date}");
     }
 }
