@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use tokio::net::TcpListener;
 
 use super::limits::BUILTIN_LIMITS;
-use super::{Faults, SimConfig, SimHandle, UnknownCustomField, start};
+use super::{Faults, Pagination, ReadVariants, SimConfig, SimHandle, UnknownCustomField, start};
 
 pub(super) const KEY: &str = "test-key";
 
@@ -447,6 +447,67 @@ async fn throttled_calls_get_429_with_retry_after_and_leave_no_trace() {
     sim.set_limit("GET /contacts/{id}/", 5);
     assert_eq!(api.get("contacts/1/").await.status, StatusCode::OK);
     assert_eq!(sim.throttled_count(), 3);
+}
+
+#[tokio::test]
+async fn read_variants_change_the_shape_of_list_answers_and_write_bodies() {
+    let sim = spawn_sim(relaxed()).await;
+    let api = Api::new(&sim);
+    let all: Vec<Value> = (0..20).map(|n| json!({"phone": phone(n)})).collect();
+    api.post("contacts/sync_all/", Value::Array(all)).await;
+    let base = sim.base_url();
+
+    sim.set_read_variants(ReadVariants {
+        pagination: Pagination::Cursor,
+        relative_next: true,
+        odd_records: true,
+        ..ReadVariants::default()
+    });
+    let first = api.get("contacts/?page=2&page_size=200").await;
+    assert!(
+        first.json.get("count").is_none(),
+        "a cursor page has no count"
+    );
+    let results = first.json["results"].as_array().expect("results");
+    assert_eq!(results.len(), 15 + 5, "a fixed page plus the odd records");
+    assert!(results[0]["phone"].is_null());
+    assert!(
+        results[5].get("brand_new_field").is_some(),
+        "quirky real contacts"
+    );
+    let next = first.json["next"].as_str().expect("next");
+    assert!(next.starts_with("/api/1/contacts/?cursor="), "{next}");
+    let second = api.get(next.trim_start_matches("/api/1/")).await;
+    assert_eq!(second.json["results"].as_array().map(Vec::len), Some(5));
+    assert_eq!(second.json["next"], Value::Null);
+
+    sim.set_read_variants(ReadVariants {
+        pagination: Pagination::LimitOffset,
+        invalid_page_from: Some(2),
+        ..ReadVariants::default()
+    });
+    let first = api.get("contacts/?limit=8").await;
+    assert_eq!(first.json["results"].as_array().map(Vec::len), Some(8));
+    assert_eq!(
+        first.json["next"],
+        format!("{base}contacts/?limit=8&offset=8")
+    );
+    let gone = api.get("contacts/?limit=8&offset=8").await;
+    assert_eq!(gone.status, StatusCode::NOT_FOUND);
+    assert_eq!(gone.json, json!({"detail": "Invalid page."}));
+
+    sim.set_read_variants(ReadVariants {
+        bare_arrays: true,
+        empty_write_bodies: true,
+        ..ReadVariants::default()
+    });
+    let bare = api.get("contacts/").await;
+    assert_eq!(bare.json.as_array().map(Vec::len), Some(20));
+    let wrote = api
+        .post("contacts/sync/", json!({"phone": phone(30)}))
+        .await;
+    assert_eq!(wrote.status, StatusCode::OK);
+    assert_eq!(wrote.raw, "");
 }
 
 #[tokio::test]
