@@ -785,6 +785,37 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_contact_whose_record_the_pull_could_not_read_is_not_taken_for_gone() {
+        let (_dir, store) = store().await;
+        let mut tx = store.begin_quiet().await.expect("quiet");
+        for (phone, id) in [("+393331000001", Some(7)), ("+393331000002", Some(8))] {
+            write_row(
+                &mut tx,
+                "contact_state",
+                phone,
+                id,
+                &ContactFields::default(),
+            )
+            .await
+            .expect("write");
+        }
+        Store::commit_quiet(tx).await.expect("commit");
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        let started = now_rfc3339();
+        // The pull saw neither phone, but could not read the record with Spoki id 7.
+        let (missing, held) = store
+            .queue_missing_after_pull(&HashSet::new(), &HashSet::from([7]), &started, 1.0)
+            .await
+            .expect("queue");
+        assert_eq!((missing, held), (1, false));
+        let queued: Vec<(String,)> = sqlx::query_as("SELECT phone FROM deletes")
+            .fetch_all(store.pool())
+            .await
+            .expect("deletes");
+        assert_eq!(queued, vec![("+393331000002".to_owned(),)]);
+    }
+
+    #[tokio::test]
     async fn bad_mirror_rows_become_rejects() {
         let (_dir, store) = store().await;
         for sql in [
