@@ -346,3 +346,22 @@ async fn a_custom_field_listing_with_odd_records_does_not_stall_contact_writes()
     assert!(skipped >= 3.0, "{skipped}");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn an_empty_list_sent_as_results_null_is_an_empty_complete_pass() {
+    let reads = ReadVariants {
+        null_empty_results: true,
+        ..ReadVariants::default()
+    };
+    let app = app_with(reads, |_| {}).await;
+    assert_eq!(pull(&app).await, Ended::Complete);
+    let answered: Vec<_> = app
+        .sim
+        .requests()
+        .into_iter()
+        .filter(|r| r.path == "/api/1/contacts/" && r.status == 200)
+        .collect();
+    assert_eq!(answered.len(), 1, "one empty page, then the pass ends");
+    assert!(mirror_phones(&app).await.is_empty());
+    app.stop().await;
+}
