@@ -2,7 +2,7 @@
 
 use sqlx::sqlite::SqliteConnection;
 
-use super::*;
+use super::{Store, StoreError, now_rfc3339};
 
 impl Store {
     /// A committed file not yet moved out of the inbox: its outcome and report.
