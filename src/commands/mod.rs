@@ -4,6 +4,7 @@
 
 pub mod automation;
 pub mod params;
+pub mod replaced;
 pub mod types;
 pub mod worker;
 

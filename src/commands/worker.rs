@@ -25,6 +25,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::automation::{self, Started, Triggers};
 use super::params::Rendered;
+use super::replaced::Replaced;
 use crate::live::Live;
 use crate::outbound::limits::Budgets;
 use crate::outbound::sender::{Sender, Sent, Slot};
@@ -51,6 +52,8 @@ pub struct CommandWorker {
     wake: Arc<Notify>,
     /// Automation triggers looked up so far (`start_automation`).
     triggers: Triggers,
+    /// Removed routes already found gone (onboarding link, reports).
+    replaced: Replaced,
 }
 
 /// What one attempt came to.
@@ -79,6 +82,7 @@ impl CommandWorker {
             settings,
             wake,
             triggers: Triggers::default(),
+            replaced: Replaced::default(),
         }
     }
 
@@ -315,14 +319,20 @@ impl CommandWorker {
                     };
                 }
             }
+        } else if self.replaced.gone(action) {
+            self.replaced
+                .send(&self.sender, slot, action, &request, None)
+                .await
         } else {
-            self.sender.send(slot, self.call(action, &request)).await
-        };
-        let sent = match sent {
-            Sent::Refused { status: 404, .. } if action == Action::CreateAccountOnboardingLink => {
-                self.onboarding_fallback(&request).await
+            let sent = self.sender.send(slot, self.call(action, &request)).await;
+            if self.replaced.says_gone(action, &sent) {
+                let slot = self.sender.slot(action).await;
+                self.replaced
+                    .send(&self.sender, slot, action, &request, Some(sent))
+                    .await
+            } else {
+                sent
             }
-            other => other,
         };
         self.judge(action, cmd, sent)
     }
@@ -340,32 +350,6 @@ impl CommandWorker {
                 request.body.as_ref(),
             )
             .await
-    }
-
-    /// `accounts/{id}/onboarding/` was removed upstream and answers 404 (spoki-api.md §3.10);
-    /// the partner variant `POST partners/onboarding/ {"account": id}` makes the link.
-    async fn onboarding_fallback(&self, request: &Rendered) -> Sent<Answer> {
-        let account = request
-            .path
-            .trim_start_matches("accounts/")
-            .split('/')
-            .next()
-            .and_then(|id| id.parse::<u64>().ok())
-            .unwrap_or_default();
-        tracing::info!(
-            account,
-            "accounts/{{id}}/onboarding/ answered 404; using partners/onboarding/"
-        );
-        let slot = self.sender.slot(Action::CreateAccountOnboardingLink).await;
-        let body = json!({ "account": account });
-        let call = self.sender.client().send(
-            Action::CreateAccountOnboardingLink,
-            Method::POST,
-            "partners/onboarding/",
-            &[],
-            Some(&body),
-        );
-        self.sender.send(slot, call).await
     }
 
     fn judge(&self, action: Action, cmd: &DueCommand, sent: Sent<Answer>) -> Attempt {
