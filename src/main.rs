@@ -76,6 +76,26 @@ enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// List what was accepted but cannot be sent, newest first (`GET /v1/rejects`).
+    Rejects {
+        /// At most this many (1 to 1000).
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+        /// Continue after this reject id (the previous page's last).
+        #[arg(long)]
+        before: Option<i64>,
+        /// Only those of this source: csv, webhook, mirror, …
+        #[arg(long)]
+        source: Option<String>,
+        /// Only those of this CSV file, named as dropped (e.g. lists/7/x.csv).
+        #[arg(long)]
+        file: Option<String>,
+        /// Print the JSON answer for scripts.
+        #[arg(long)]
+        json: bool,
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
     /// Run the bundled Spoki simulator.
     #[cfg(feature = "sim")]
     Sim {
@@ -177,6 +197,22 @@ async fn main() -> ExitCode {
             watch,
             config,
         } => status(json, watch, config).await,
+        Command::Rejects {
+            limit,
+            before,
+            source,
+            file,
+            json,
+            config,
+        } => {
+            let query = spoki_sync::cli::client::RejectsQuery {
+                limit,
+                before,
+                source,
+                file,
+            };
+            rejects(query, json, config).await
+        }
         #[cfg(feature = "sim")]
         Command::Sim { listen, api_key } => {
             let _ = init_logging("info", LogFormat::Human);
@@ -342,6 +378,29 @@ async fn status(json: bool, watch: bool, config: Option<PathBuf>) -> ExitCode {
         } else {
             client.status(json).await
         }
+    };
+    match run.await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("spoki-sync: {e:#}");
+            ExitCode::from(EX_UNAVAILABLE)
+        }
+    }
+}
+
+async fn rejects(
+    query: spoki_sync::cli::client::RejectsQuery,
+    json: bool,
+    config: Option<PathBuf>,
+) -> ExitCode {
+    let settings = match load(config.as_deref()) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    let run = async {
+        AdminClient::from_settings(&settings)?
+            .rejects(&query, json)
+            .await
     };
     match run.await {
         Ok(()) => ExitCode::SUCCESS,

@@ -2,7 +2,9 @@
 //! anything is queued (`params`, `types`), a durable queue in SQLite (`store::commands`), and
 //! a worker that runs it under the per-action budgets (`worker`).
 
+pub mod automation;
 pub mod params;
+pub mod replaced;
 pub mod types;
 pub mod worker;
 

@@ -125,6 +125,8 @@ impl Batcher {
 
     pub fn update_settings(&self, s: BatcherSettings) {
         *self.settings.write().unwrap_or_else(|e| e.into_inner()) = s;
+        // A reload is the operator's way to say "try the refused custom fields again".
+        self.custom_fields.recheck();
         self.wake.notify_one();
     }
 

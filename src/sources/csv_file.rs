@@ -202,8 +202,13 @@ impl CsvFile {
 
     /// Leaves the given custom-field codes out of every row from now on.
     pub fn drop_custom_codes(&mut self) {
+        self.drop_custom_codes_where(|_| true);
+    }
+
+    /// Leaves out the custom columns whose code `drop` picks.
+    pub fn drop_custom_codes_where(&mut self, drop: impl Fn(&str) -> bool) {
         for col in &mut self.columns {
-            if matches!(col, Column::Custom(_)) {
+            if matches!(col, Column::Custom(code) if drop(code)) {
                 *col = Column::Skip;
             }
         }

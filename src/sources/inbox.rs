@@ -15,7 +15,7 @@
 //! that are not list ids, files that are not regular or cannot be read or moved) get one log
 //! line each, and a file among them goes to `failed/` where it can be moved.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::Metadata;
 use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
@@ -34,7 +34,7 @@ use tokio_util::sync::CancellationToken;
 use crate::domain::ListId;
 use crate::normalise::DefaultRegion;
 use crate::sources::ingest::{self, FileReport, IngestError, OutboxSink};
-use crate::store::{Store, StoreError};
+use crate::store::{FieldStatus, Store, StoreError};
 
 #[derive(Clone, Debug)]
 pub struct InboxSettings {
@@ -390,6 +390,10 @@ impl Inbox {
             });
         }
 
+        let Some(ignored_codes) = self.custom_field_gate(path).await? else {
+            tracing::debug!(file = %rel, "waiting for a look at Spoki's custom fields");
+            return Ok(FileOutcome::Changed);
+        };
         let mut tx = self.store.begin().await?;
         let mut sink = OutboxSink {
             tx: &mut tx,
@@ -398,8 +402,11 @@ impl Inbox {
         let options = ingest::IngestOptions {
             region: self.settings.region,
             list: c.list,
-            keep_custom_fields: self.settings.create_custom_fields,
+            // With creation off, the columns Spoki has are sent all the same; the gate
+            // leaves out those it lacks.
+            keep_custom_fields: true,
             max_new_custom_fields: self.settings.max_new_custom_fields,
+            ignored_codes: Arc::new(ignored_codes),
         };
         let result = ingest::ingest_file(path, &name, options, &mut sink).await;
         // Did we read all of it? The same size, time, inode and content as before the read.
@@ -455,6 +462,52 @@ impl Inbox {
                 }
             }
         }
+    }
+
+    /// The file's custom-field codes that are left out, with why: Spoki refused to create
+    /// them, or (with `csv.create_custom_fields` off) lacks them. `None`: the file waits,
+    /// because with creation off a code not yet looked up in Spoki is looked up first (the
+    /// batcher lists Spoki's fields), so the report can say which columns were left out.
+    async fn custom_field_gate(
+        &self,
+        path: &Path,
+    ) -> Result<Option<BTreeMap<String, String>>, StoreError> {
+        let mut ignored = BTreeMap::new();
+        // A file that is not CSV is the ingest's to report.
+        let Ok(csv) = crate::sources::csv_file::CsvFile::open(path) else {
+            return Ok(Some(ignored));
+        };
+        if csv.custom_codes.is_empty() {
+            return Ok(Some(ignored));
+        }
+        let create = self.settings.create_custom_fields;
+        let states = self.store.custom_field_states(&csv.custom_codes).await?;
+        let mut pending = false;
+        for (code, status, reason) in &states {
+            match status {
+                FieldStatus::Exists => {}
+                FieldStatus::Failed => {
+                    let why = reason.as_deref().unwrap_or("refused by Spoki");
+                    ignored.insert(code.clone(), why.to_owned());
+                }
+                FieldStatus::Wanted => pending |= !create,
+            }
+        }
+        if !create {
+            let probe: Vec<(String, String)> = csv
+                .custom_codes
+                .iter()
+                .zip(&csv.custom_headers)
+                .filter(|(code, _)| !states.iter().any(|(c, ..)| c == *code))
+                .map(|(code, header)| (code.clone(), header.clone()))
+                .collect();
+            if !probe.is_empty() {
+                self.store.probe_custom_fields(&probe).await?;
+                self.wake_batcher.notify_one();
+                pending = true;
+            }
+        }
+        Ok((!pending).then_some(ignored))
     }
 
     /// Moves a file that is not read at all (not a regular file, unreadable, in a folder that is

@@ -5,7 +5,9 @@
 //! once straight away, and merges repeated phones field by field (last non-empty value wins)
 //! before emitting them. A reader thread feeds the async side through a bounded channel.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use rustc_hash::FxHashMap;
 use serde::Serialize;
@@ -29,6 +31,9 @@ pub struct FileReport {
     pub rejected: Vec<RejectedRow>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ignored_columns: Vec<String>,
+    /// Why each ignored column (header as written) is left out.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub ignored_reasons: std::collections::BTreeMap<String, String>,
     /// Distinct contacts new to Spoki / already there with changed fields.
     #[serde(skip)]
     pub creates: u64,
@@ -152,7 +157,7 @@ enum Msg {
 }
 
 /// How a file is read.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct IngestOptions {
     pub region: DefaultRegion,
     pub list: ListId,
@@ -160,6 +165,9 @@ pub struct IngestOptions {
     pub keep_custom_fields: bool,
     /// A file bringing more custom-field codes new to the daemon than this is refused whole.
     pub max_new_custom_fields: usize,
+    /// Custom-field codes left out of the file whatever `keep_custom_fields` says (Spoki lacks
+    /// them and they cannot be created), each with the reason the report gives.
+    pub ignored_codes: Arc<BTreeMap<String, String>>,
 }
 
 impl IngestOptions {
@@ -169,6 +177,7 @@ impl IngestOptions {
             list,
             keep_custom_fields: settings.csv.create_custom_fields,
             max_new_custom_fields: settings.csv.max_new_custom_fields,
+            ignored_codes: Arc::default(),
         }
     }
 }
@@ -185,12 +194,13 @@ pub async fn ingest_file<S: Sink>(
         list,
         keep_custom_fields,
         max_new_custom_fields,
+        ignored_codes,
     } = options;
     let (tx, mut rx) = mpsc::channel::<Msg>(4);
     let owned: PathBuf = path.to_path_buf();
     let name = display_name.to_string();
     let reader = tokio::task::spawn_blocking(move || {
-        let msg = match read_file(&owned, &name, region, keep_custom_fields, &tx) {
+        let msg = match read_file(&owned, &name, region, keep_custom_fields, &ignored_codes, &tx) {
             Ok(report) => Msg::Done(Box::new(report)),
             Err(e) => Msg::Failed(e),
         };
@@ -252,6 +262,7 @@ fn read_file(
     name: &str,
     region: DefaultRegion,
     keep_custom_fields: bool,
+    ignored_codes: &BTreeMap<String, String>,
     tx: &mpsc::Sender<Msg>,
 ) -> Result<FileReport, FileError> {
     let mut report = FileReport {
@@ -263,12 +274,15 @@ fn read_file(
     let mut csv = CsvFile::open(path)?;
     let format = csv.format();
     if keep_custom_fields {
-        report.custom_columns = csv
-            .custom_codes
-            .iter()
-            .cloned()
-            .zip(csv.custom_headers.iter().cloned())
-            .collect();
+        for (code, header) in csv.custom_codes.iter().zip(&csv.custom_headers) {
+            match ignored_codes.get(code) {
+                Some(reason) => {
+                    report.ignored_columns.push(header.clone());
+                    report.ignored_reasons.insert(header.clone(), reason.clone());
+                }
+                None => report.custom_columns.push((code.clone(), header.clone())),
+            }
+        }
     } else {
         report.ignored_columns = csv.custom_headers.clone();
     }
@@ -306,6 +320,8 @@ fn read_file(
     let mut csv = CsvFile::open_as(path, format)?;
     if !keep_custom_fields {
         csv.drop_custom_codes();
+    } else if !ignored_codes.is_empty() {
+        csv.drop_custom_codes_where(|code| ignored_codes.contains_key(code));
     }
     let mut repeated: FxHashMap<Phone, (u64, ContactFields)> = FxHashMap::default();
     let mut repeated_order: Vec<Phone> = Vec::new();

@@ -13,3 +13,4 @@ mod mirror;
 mod nothing_lost;
 mod resilience;
 mod service;
+mod spoki_writes;

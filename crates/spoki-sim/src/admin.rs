@@ -113,6 +113,35 @@ pub(super) fn partner_onboarding(st: &SimState, req: &ApiRequest<'_>) -> Outcome
     })))
 }
 
+/// `POST /channel/ {"platform": 1}` starts a WhatsApp channel's onboarding and answers where
+/// to send the user (the answer's shape is a guess: `id`, `platform`, `redirect_url`);
+/// `GET /channel/` lists no channel.
+pub(super) fn channels(st: &SimState, req: &ApiRequest<'_>, method: &str) -> Outcome {
+    if method == "GET" {
+        return Ok(Reply::ok(
+            json!({"count": 0, "next": null, "previous": null, "results": []}),
+        ));
+    }
+    let obj = req.json_object()?;
+    let mut errors = FieldErrors::new();
+    let platform = validate::nullable_int(&obj, "platform", true, &mut errors);
+    if let Some(None) = platform {
+        validate::add_error(&mut errors, "platform", validate::MSG_NULL);
+    }
+    field_errors(errors)?;
+    let platform = platform.flatten().unwrap_or_default();
+    let token = catalog::random_hex(16);
+    Ok(Reply::created(json!({
+        "id": st.catalog.account.id * 10 + 1,
+        "platform": platform,
+        "redirect_url": format!(
+            "{}/onboarding/?account={}&token={token}",
+            req.origin(),
+            st.catalog.account.id
+        ),
+    })))
+}
+
 // ---- reports ---------------------------------------------------------------------------------
 
 /// `granularity` (Day/Month/Year), `start_date`, `end_date` (YYYY-MM-DD) are required; the

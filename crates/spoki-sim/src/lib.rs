@@ -31,9 +31,12 @@ mod events;
 mod limits;
 mod query;
 mod routes;
+pub mod writes;
 mod state;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_writes;
 #[cfg(test)]
 mod tests_webhooks;
 #[cfg(test)]
@@ -89,6 +92,8 @@ pub enum AutomationStartBody {
     EmptyObject,
     /// `{"accepted": true}`
     Accepted,
+    /// `{"accepted": false, "detail": …}`: the 200 of a start Spoki did not take.
+    NotAccepted,
 }
 
 /// Statuses of the automation-start refusals, undocumented upstream (spoki-api.md §5, §7 item 20).
@@ -216,6 +221,8 @@ pub struct SimConfig {
     /// Request bodies larger than this are refused with 413 before anything happens, as the
     /// web server in front of an API does (Spoki's own limit is not documented).
     pub body_limit: usize,
+    /// The write side's switches (error wordings, failing creates, trigger links, …).
+    pub writes: writes::WriteSwitches,
 }
 
 impl Default for SimConfig {
@@ -241,6 +248,7 @@ impl Default for SimConfig {
             event_webhook: None,
             event_webhook_retry_pause: Duration::from_millis(500),
             body_limit: 16 * 1024 * 1024,
+            writes: writes::WriteSwitches::default(),
         }
     }
 }
@@ -309,6 +317,7 @@ struct SimState {
     requests: VecDeque<RecordedRequest>,
     requests_seen: u64,
     throttled: u64,
+    writes: writes::WriteSwitches,
 }
 
 impl SimState {
@@ -416,6 +425,7 @@ fn spawn(
         requests: VecDeque::new(),
         requests_seen: 0,
         throttled: 0,
+        writes: config.writes,
     };
     let shared = Arc::new(Shared {
         state: Mutex::new(state),
@@ -624,6 +634,11 @@ impl SimHandle {
             .invitations
             .get(invitation_id)
             .map_or(0, |invitation| invitation.sends)
+    }
+
+    /// Replaces the write-side switches in force.
+    pub fn set_writes(&self, writes: writes::WriteSwitches) {
+        self.shared.lock().writes = writes;
     }
 
     /// Replaces the faults in force.

@@ -372,6 +372,11 @@ enum Route<'a> {
     Partners,
     PartnerOnboarding,
     Reports,
+    /// `GET /reports/detailed/`, the replacement of the deprecated `/reports/`.
+    ReportsDetailed,
+    /// `GET|POST /channel/`: `POST {"platform": 1}` is the documented replacement of the
+    /// removed account onboarding link (spoki-api.md §3.10, §3.14).
+    Channels,
     Roles,
     Role(&'a str),
     RoleAddServiceUser,
@@ -433,6 +438,8 @@ impl<'a> Route<'a> {
             ["partners"] => Self::Partners,
             ["partners", "onboarding"] => Self::PartnerOnboarding,
             ["reports"] => Self::Reports,
+            ["reports", "detailed"] => Self::ReportsDetailed,
+            ["channel"] => Self::Channels,
             ["roles"] => Self::Roles,
             ["roles", "add_service_user"] => Self::RoleAddServiceUser,
             ["roles", i] if id(i) => Self::Role(i),
@@ -505,6 +512,8 @@ impl<'a> Route<'a> {
             Self::Partners => "/partners/",
             Self::PartnerOnboarding => "/partners/onboarding/",
             Self::Reports => "/reports/",
+            Self::ReportsDetailed => "/reports/detailed/",
+            Self::Channels => "/channel/",
             Self::Roles => "/roles/",
             Self::Role(_) => "/roles/{id}/",
             Self::RoleAddServiceUser => "/roles/add_service_user/",
@@ -535,6 +544,7 @@ impl<'a> Route<'a> {
             | Self::Agencies
             | Self::Partners
             | Self::Reports
+            | Self::ReportsDetailed
             | Self::Roles
             | Self::RoleHasPrivateKey(_)
             | Self::Invitations
@@ -548,7 +558,8 @@ impl<'a> Route<'a> {
             | Self::CustomFields
             | Self::Templates
             | Self::MediaFiles
-            | Self::Tickets => "GET, POST",
+            | Self::Tickets
+            | Self::Channels => "GET, POST",
             Self::List(_) | Self::Role(_) => "GET, DELETE",
             Self::Campaign(_) => "GET, PATCH",
             Self::ContactSync
@@ -590,7 +601,11 @@ fn dispatch(st: &mut SimState, req: &ApiRequest<'_>, route: Route<'_>) -> Reply 
     } else {
         handle(st, req, route)
     };
-    outcome.unwrap_or_else(|reply| reply)
+    let reply = outcome.unwrap_or_else(|reply| reply);
+    if st.writes.empty_write_bodies && method != "GET" && reply.status.is_success() {
+        return Reply::empty(reply.status);
+    }
+    reply
 }
 
 /// Runs the handler of an allowed method on `route`.
@@ -648,7 +663,15 @@ fn handle(st: &mut SimState, req: &ApiRequest<'_>, route: Route<'_>) -> Outcome 
         (_, Route::Agencies) => admin::list_agencies(st),
         (_, Route::Partners) => admin::list_partners(st, req),
         (_, Route::PartnerOnboarding) => admin::partner_onboarding(st, req),
-        (_, Route::Reports) => admin::reports(st, req),
+        (_, Route::Reports) => match st.writes.reports_gone {
+            Some(status) => Err(Reply::detail(
+                StatusCode::from_u16(status).unwrap_or(StatusCode::GONE),
+                "This endpoint was removed; use /reports/detailed/.",
+            )),
+            None => admin::reports(st, req),
+        },
+        (_, Route::ReportsDetailed) => admin::reports(st, req),
+        (method, Route::Channels) => admin::channels(st, req, method),
         (_, Route::Roles) => admin::list_roles(st, req),
         ("GET", Route::Role(id)) => admin::get_role(st, id),
         ("DELETE", Route::Role(id)) => admin::delete_role(st, id),
@@ -1061,8 +1084,15 @@ fn list_custom_fields(st: &SimState, req: &ApiRequest<'_>) -> Outcome {
 }
 
 fn create_custom_field(st: &mut SimState, req: &ApiRequest<'_>) -> Outcome {
+    if let Some(status) = st.writes.custom_field_create_failures.pop_front() {
+        let status = StatusCode::from_u16(status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+        return Err(Reply::detail(status, "Temporarily refused."));
+    }
     let body = req.json_body()?;
     let input = validate::custom_field_input(&body).map_err(Reply::bad_request)?;
+    if st.store.field_by_code(&input.code).is_some() {
+        return Err(Reply::bad_request(st.writes.duplicate_wording.body()));
+    }
     let field = st
         .store
         .try_create_custom_field(input)
