@@ -315,7 +315,7 @@ impl CommandWorker {
             .await
     }
 
-    /// `accounts/{id}/onboarding/` was removed upstream and answers 404 (spoki-api.md §3.10);
+    /// `accounts/{id}/onboarding/` was removed upstream and answers 404 (Spoki's partner API);
     /// the partner variant `POST partners/onboarding/ {"account": id}` makes the link.
     async fn onboarding_fallback(&self, request: &Rendered) -> Sent<Answer> {
         let account = request
@@ -427,7 +427,7 @@ impl CommandWorker {
                     result: None,
                 })
             }
-            // CONTRACT §8: a 4xx other than 429 fails the command at once.
+            // A 4xx other than 429 fails the command at once.
             Sent::Refused { status, body } | Sent::Unauthorized { status, body } => {
                 Attempt::Done(Outcome::Failed {
                     http_status: Some(status),
