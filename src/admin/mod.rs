@@ -1,4 +1,4 @@
-//! The admin HTTP API (CONTRACT §6): JSON over HTTP on `admin.listen`, every route but
+//! The admin HTTP API (docs/admin-api.md): JSON over HTTP on `admin.listen`, every route but
 //! `/healthz` behind `Authorization: Bearer <admin.token>`, compared in constant time.
 //! Errors are `{"error": "..."}`; no answer or log line carries a secret.
 

@@ -365,6 +365,14 @@ pub fn human_status(s: &Value) -> String {
     if backlog > 0 {
         let _ = writeln!(out, "mirror:    {backlog} edits waiting to be picked up");
     }
+    held_deletions(&mut out, s);
+    recent_files(&mut out, s);
+    recent_failed_commands(&mut out, s);
+    out
+}
+
+/// Deletions held by the delete guard, one line per direction.
+fn held_deletions(out: &mut String, s: &Value) {
     if let Some(held) = s.get("deletes_held").and_then(Value::as_object) {
         for (direction, count) in held {
             let _ = writeln!(
@@ -375,41 +383,52 @@ pub fn human_status(s: &Value) -> String {
             );
         }
     }
-    if let Some(files) = s.get("recent_files").and_then(Value::as_array) {
-        if !files.is_empty() {
-            let _ = writeln!(out, "recent files:");
-            for f in files {
-                let get = |k: &str| f.get(k).map(Value::to_string).unwrap_or_default();
-                let name = f.get("file").and_then(Value::as_str).unwrap_or("?");
-                if f.get("outcome").and_then(Value::as_str) == Some("failed") {
-                    let _ = writeln!(out, "  {name}: FAILED {}", get("error"));
-                } else {
-                    let _ = writeln!(
-                        out,
-                        "  {name}: {} rows, {} accepted ({} unchanged), {} duplicates, {} rejected",
-                        get("rows"),
-                        get("accepted"),
-                        get("unchanged"),
-                        get("duplicates"),
-                        get("rejected")
-                    );
-                }
-            }
+}
+
+/// The last files with their counts (or their error).
+fn recent_files(out: &mut String, s: &Value) {
+    let Some(files) = s.get("recent_files").and_then(Value::as_array) else {
+        return;
+    };
+    if files.is_empty() {
+        return;
+    }
+    let _ = writeln!(out, "recent files:");
+    for f in files {
+        let get = |k: &str| f.get(k).map(Value::to_string).unwrap_or_default();
+        let name = f.get("file").and_then(Value::as_str).unwrap_or("?");
+        if f.get("outcome").and_then(Value::as_str) == Some("failed") {
+            let _ = writeln!(out, "  {name}: FAILED {}", get("error"));
+        } else {
+            let _ = writeln!(
+                out,
+                "  {name}: {} rows, {} accepted ({} unchanged), {} duplicates, {} rejected",
+                get("rows"),
+                get("accepted"),
+                get("unchanged"),
+                get("duplicates"),
+                get("rejected")
+            );
         }
     }
-    if let Some(failed) = s.get("recent_failed_commands").and_then(Value::as_array) {
-        if !failed.is_empty() {
-            let _ = writeln!(out, "recent failed commands:");
-            for f in failed {
-                let _ = writeln!(
-                    out,
-                    "  {} {}: {}",
-                    f.get("id").and_then(Value::as_str).unwrap_or("?"),
-                    f.get("action").and_then(Value::as_str).unwrap_or("?"),
-                    f.get("error").map(Value::to_string).unwrap_or_default()
-                );
-            }
-        }
+}
+
+/// The last failed commands with their errors.
+fn recent_failed_commands(out: &mut String, s: &Value) {
+    let Some(failed) = s.get("recent_failed_commands").and_then(Value::as_array) else {
+        return;
+    };
+    if failed.is_empty() {
+        return;
     }
-    out
+    let _ = writeln!(out, "recent failed commands:");
+    for f in failed {
+        let _ = writeln!(
+            out,
+            "  {} {}: {}",
+            f.get("id").and_then(Value::as_str).unwrap_or("?"),
+            f.get("action").and_then(Value::as_str).unwrap_or("?"),
+            f.get("error").map(Value::to_string).unwrap_or_default()
+        );
+    }
 }

@@ -1,12 +1,13 @@
 //! One typed request per action. `prepare` checks a command's `params` against its type
 //! before anything is queued, and renders the Spoki request the queue will send: `id` fills
 //! the path, the other params become the query (GET, DELETE) or the JSON body (POST, PATCH),
-//! and `bulk_sync_contacts` sends its contacts array itself (CONTRACT §8).
+//! and `bulk_sync_contacts` sends its contacts array itself (docs/actions.md).
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use super::describe::{self, Described, ParamDoc};
 use super::types::{
     CampaignStatus, ContactIn, ContactStatus, Contacts, Date, DateTime, E164, Email, FieldCode,
     FieldType, Given, Granularity, Id, RoleName, SortOrder, TemplateCategory, Text,
@@ -61,7 +62,10 @@ pub fn prepare(action: &str, params: Value) -> Result<Prepared, ParamError> {
         let hint = if near.is_empty() {
             "`spoki-sync actions` lists them".to_owned()
         } else {
-            format!("did you mean {}?", near.join(", "))
+            format!(
+                "did you mean {}? (`spoki-sync actions` lists them all)",
+                near.join(", ")
+            )
         };
         return Err(ParamError::new(
             "action",
@@ -83,7 +87,7 @@ pub fn prepare(action: &str, params: Value) -> Result<Prepared, ParamError> {
     } else {
         None
     };
-    let checked = check(spec, Value::Object(params))?;
+    let checked = checked(spec, Value::Object(params))?;
     // A PATCH (and the upsert of one contact) says exactly what the user said: its `null`s
     // clear fields. Elsewhere a
     // top-level `null` is an optional field not given; nested ones are the user's and stay.
@@ -172,7 +176,47 @@ trait Check {
     }
 }
 
-fn typed<T: DeserializeOwned + Serialize + Check>(params: Value) -> Result<Value, ParamError> {
+/// A params type: checked, and described from the same declaration.
+trait Typed: DeserializeOwned + Serialize + Check + Described {}
+impl<T: DeserializeOwned + Serialize + Check + Described> Typed for T {}
+
+/// What `check` does with an action's params type: check these params against it, or list
+/// the params it takes. One table serves both, so they cannot disagree.
+enum Mode {
+    Check(Value),
+    Describe,
+}
+
+/// What `check` gives back for each `Mode`.
+enum Done {
+    Checked(Result<Value, ParamError>),
+    Described(Vec<ParamDoc>),
+}
+
+fn typed<T: Typed>(params: Mode) -> Done {
+    match params {
+        Mode::Check(value) => Done::Checked(validate::<T>(value)),
+        Mode::Describe => Done::Described(T::params()),
+    }
+}
+
+/// The params `action` takes besides the path's `id` (see `describe::describe`).
+pub(super) fn described(action: Action) -> Vec<ParamDoc> {
+    match check(action, Mode::Describe) {
+        Done::Described(docs) => docs,
+        Done::Checked(_) => Vec::new(),
+    }
+}
+
+/// Checks `params` against `action`'s type.
+fn checked(action: Action, params: Value) -> Result<Value, ParamError> {
+    match check(action, Mode::Check(params)) {
+        Done::Checked(result) => result,
+        Done::Described(_) => Err(ParamError::new("", "internal: no check ran")),
+    }
+}
+
+fn validate<T: DeserializeOwned + Serialize + Check>(params: Value) -> Result<Value, ParamError> {
     let parsed: T = serde_path_to_error::deserialize(params).map_err(|e| {
         let path = e.path().to_string();
         let path = if path == "." { String::new() } else { path };
@@ -199,6 +243,12 @@ macro_rules! params {
         #[derive(Debug, Serialize, Deserialize)]
         #[serde(deny_unknown_fields)]
         struct $name { $($field: $ty,)* }
+
+        impl Described for $name {
+            fn params() -> Vec<ParamDoc> {
+                vec![$(describe::field::<$ty>(stringify!($field)),)*]
+            }
+        }
     };
 }
 
@@ -211,6 +261,13 @@ macro_rules! patch {
         #[serde(deny_unknown_fields)]
         struct $name {
             $(#[serde(default, skip_serializing_if = "Given::is_absent")] $field: Given<$ty>,)*
+        }
+
+        impl Described for $name {
+            fn params() -> Vec<ParamDoc> {
+                // Every field may be left out; an explicit `null` clears it.
+                vec![$(describe::field::<Option<$ty>>(stringify!($field)),)*]
+            }
         }
 
         impl $name {
@@ -494,7 +551,7 @@ fn check_page(page: Option<u32>, page_size: Option<u32>) -> Result<(), ParamErro
 }
 
 /// The type each action's params must fit. Exhaustive: a new action must be given one.
-fn check(action: Action, params: Value) -> Result<Value, ParamError> {
+fn check(action: Action, params: Mode) -> Done {
     use Action as A;
     match action {
         A::AddContactOperator | A::RemoveContactOperator => typed::<Operator>(params),

@@ -1,6 +1,6 @@
 //! Value types that check themselves while being deserialised, so a typed params struct that
 //! parsed is a valid request: E.164 phones, e-mails, ids, dates, custom-field codes and the
-//! enumerations spoki-api.md documents. Each error text names what was expected.
+//! enumerations Spoki documents. Each error text names what was expected.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::normalise;
 
-/// Most contacts one bulk request may carry (spoki-api.md §3.1, §3.2).
+/// Most contacts one bulk request may carry (Spoki's bulk sync endpoints).
 pub const MAX_CONTACTS: usize = 500;
 
 /// A phone in E.164 (`+`, the country code, the number, nothing else), valid by
@@ -250,6 +250,16 @@ macro_rules! string_enum {
         #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
         pub enum $name {
             $(#[serde(rename = $wire)] $variant,)+
+        }
+
+        impl crate::commands::describe::Shape for $name {
+            fn kind() -> String {
+                let quoted: Vec<String> = [$($wire),+].iter().map(|w| format!("{w:?}")).collect();
+                format!("one of {}", quoted.join(", "))
+            }
+            fn sample() -> serde_json::Value {
+                serde_json::Value::from([$($wire),+][0])
+            }
         }
     };
 }

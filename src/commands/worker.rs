@@ -374,7 +374,7 @@ impl CommandWorker {
                     result: None,
                 })
             }
-            // CONTRACT §8: a 4xx other than 429 fails the command at once.
+            // A 4xx other than 429 fails the command at once.
             Sent::Refused { status, body } | Sent::Unauthorized { status, body } => {
                 Attempt::Done(Outcome::Failed {
                     http_status: Some(status),

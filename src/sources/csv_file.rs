@@ -1,4 +1,4 @@
-//! Reads one CSV file exactly as CONTRACT §3 says: UTF-8 (BOM or not) or Windows-1252, the
+//! Reads one CSV file exactly as docs/csv.md says: UTF-8 (BOM or not) or Windows-1252, the
 //! delimiter guessed from the header line, header aliases, custom-field codes, and the line on
 //! which each record starts. Streams: memory does not grow with the file.
 
@@ -89,7 +89,7 @@ impl RawRow {
         if let Some(e) = &self.email
             && normalise::normalise_email(e).is_none()
         {
-            return Err(RowIssue::InvalidEmail);
+            return Err(RowIssue::InvalidEmail(e.clone()));
         }
         normalise::check_sizes(&self.fields)?;
         if let Some(e) = &self.email

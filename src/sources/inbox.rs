@@ -1,4 +1,4 @@
-//! The watched CSV inbox (CONTRACT §3). notify events and a periodic rescan are both only hints
+//! The watched CSV inbox (docs/csv.md). notify events and a periodic rescan are both only hints
 //! to look at the folder again. A file is read once its writer has closed it (a close-after-write
 //! or moved-to event), or, when no such event was seen, once it has not changed for `csv.settle`.
 //! Its rows are committed to the outbox in one transaction, and only then is it moved to

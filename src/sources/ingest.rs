@@ -20,7 +20,7 @@ use crate::store::{EnqueueCounts, Incoming, Store, StoreError, Tx};
 
 const CHUNK: usize = 2_000;
 
-/// The report written beside a processed file (CONTRACT §3).
+/// The report written beside a processed file (docs/csv.md).
 #[derive(Clone, Debug, Default, Serialize, serde::Deserialize, PartialEq, Eq)]
 pub struct FileReport {
     pub file: String,

@@ -26,7 +26,10 @@ pub struct RejectFilter {
 /// A reject's reason as a short label for metrics (the text itself varies too much).
 fn reason_class(reason: &str) -> &'static str {
     let r = reason.to_ascii_lowercase();
-    if r.contains("longer than") || r.contains("too large") {
+    if r.starts_with("invalid email") {
+        // Before the other tests: the address it quotes may hold any word.
+        "invalid_email"
+    } else if r.contains("longer than") || r.contains("too large") {
         "too_large"
     } else if r.contains("custom field value not sent") {
         "custom_field_refused"

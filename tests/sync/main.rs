@@ -10,6 +10,7 @@ mod hostile_http;
 mod inbox;
 mod inbox_hostile;
 mod mirror;
+mod newcomer;
 mod nothing_lost;
 mod resilience;
 mod service;

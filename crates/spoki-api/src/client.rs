@@ -105,7 +105,7 @@ impl SpokiClient {
     }
 
     /// A `POST` to an automation trigger, `/wh/ap/<uuid>/` on Spoki's host: no API key, the
-    /// trigger's secret travels in the body (spoki-api.md §5).
+    /// trigger's secret travels in the body (Spoki's automation API).
     pub async fn post_trigger(
         &self,
         action: Action,

@@ -1,4 +1,4 @@
-//! Spoki's JSON shapes (spoki-api.md §3.1, §3.3, §3.15). Answers are read tolerantly: unknown
+//! Spoki's JSON shapes (contacts, custom fields, pages). Answers are read tolerantly: unknown
 //! fields are ignored and lists may come as a DRF envelope or a bare array.
 
 use std::collections::BTreeMap;

@@ -1,6 +1,6 @@
 //! Handlers of the account-administration endpoints: accounts and their cached current report,
 //! agencies, partners and partner onboarding, reports, roles with service users and private
-//! keys, and invitations (spoki-api.md §3.10, §3.11, §7 items 16–18).
+//! keys, and invitations.
 
 use axum::http::StatusCode;
 use chrono::{Datelike as _, Utc};
@@ -16,7 +16,7 @@ use super::validate::{self, FieldErrors};
 
 // ---- accounts, agencies, partners ------------------------------------------------------------
 
-/// A bare JSON array, not a page (spoki-api.md §2.1).
+/// A bare JSON array, not a page.
 pub(super) fn list_accounts(st: &SimState) -> Outcome {
     Ok(Reply::ok(json!([st.catalog.account_json()])))
 }

@@ -1,5 +1,4 @@
-//! Handlers of automations, their API-trigger start URLs and campaigns (spoki-api.md §3.8,
-//! §3.9, §5, §7 items 20, 21).
+//! Handlers of automations, their API-trigger start URLs and campaigns.
 //!
 //! `POST /wh/ap/{uuid}/` needs no API key: the trigger's `secret` in the body authenticates it.
 //! A start upserts the contact exactly like `contacts/sync` and records an automation run.

@@ -1,6 +1,7 @@
-//! In-memory simulator of Spoki's REST API, written from `spoki-api.md` §7 "Simulator contract"
-//! alone: contacts, lists, custom fields, tags, templates, media, tickets, automations and their
-//! `/wh/ap/` start URLs, campaigns, accounts, agencies, partners, reports, roles and invitations.
+//! In-memory simulator of Spoki's REST API, written from what is known of Spoki's API alone
+//! (never from the client's types): contacts, lists, custom fields, tags, templates, media,
+//! tickets, automations and their `/wh/ap/` start URLs, campaigns, accounts, agencies,
+//! partners, reports, roles and invitations.
 //!
 //! It is its own crate and depends on neither the daemon nor its Spoki client (a test reads
 //! `cargo metadata` to keep it so), so a wire-format mistake in the client cannot
@@ -11,7 +12,7 @@
 //! and records every API call for tests, in process through [`SimHandle`] or over HTTP under
 //! `/_sim/`.
 //!
-//! Like Spoki's account-level event webhooks (spoki-api.md §4.1), it can post signed
+//! Like Spoki's account-level event webhooks, it can post signed
 //! `contact.created` / `contact.updated` / `contact.deleted` events to a URL on every contact
 //! change, whatever caused it, including edits made "in Spoki's UI" through
 //! [`SimHandle::ui_upsert_contact`] and [`SimHandle::ui_delete_contact`]; tests can spoil the
@@ -68,7 +69,7 @@ use validate::CustomFieldInput;
 const RECORD_CAP: usize = 100_000;
 
 /// What the simulator does with a `custom_fields` code that no custom field has.
-/// Spoki's behaviour is undocumented (spoki-api.md §6 question 4).
+/// Spoki's behaviour is undocumented.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub enum UnknownCustomField {
     /// Drop the value silently.
@@ -81,8 +82,7 @@ pub enum UnknownCustomField {
 }
 
 /// What `POST /wh/ap/{uuid}/` (and `…/bulk/`) answers with its 200. Spoki's documentation as
-/// quoted by one client says an empty body; another client expects `{"accepted": …}`
-/// (spoki-api.md §5).
+/// quoted by one client says an empty body; another client expects `{"accepted": …}`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub enum AutomationStartBody {
     /// No body at all.
@@ -96,7 +96,7 @@ pub enum AutomationStartBody {
     NotAccepted,
 }
 
-/// Statuses of the automation-start refusals, undocumented upstream (spoki-api.md §5, §7 item 20).
+/// Statuses of the automation-start refusals, undocumented upstream.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AutomationStartErrors {
     /// Missing or wrong `secret`; default 403.
@@ -179,7 +179,7 @@ pub struct SimConfig {
     pub api_key: String,
     /// Length of the rolling rate-limit window (Spoki's limits are per minute).
     pub window: Duration,
-    /// Requests per window for endpoints without a limit in spoki-api.md §3.16.
+    /// Requests per window for endpoints for which Spoki documents no limit.
     pub default_limit: u32,
     /// Per-endpoint limits, keyed like `"POST /contacts/sync_all/"`; the key `"default"`
     /// replaces `default_limit`. Automation starts are not limited unless keyed here (or with

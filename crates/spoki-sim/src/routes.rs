@@ -1,12 +1,12 @@
 //! The simulator's HTTP surface: the axum router, the pipeline every API call goes through
 //! (503 fault → routing → `X-Spoki-Api-Key` → rate limit → handler → record → late answer),
-//! the routing table of every endpoint, the handlers of spoki-api.md §3.1–§3.3 (contacts,
-//! lists, custom fields) and the `/_sim/` introspection routes (the UI hooks and webhook ones
+//! the routing table of every endpoint, the handlers of contacts,
+//! lists and custom fields, and the `/_sim/` introspection routes (the UI hooks and webhook ones
 //! live in `ui.rs`). The other handlers live in
 //! `content.rs`, `automations.rs` and `admin.rs`.
 //!
 //! Automation starts (`/wh/ap/…`) go through the same pipeline but need no API key and are
-//! rate limited only when a limit is set for them explicitly (spoki-api.md §7 item 20).
+//! rate limited only when a limit is set for them explicitly.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,7 +28,7 @@ use super::validate::{self, ContactInput, FieldErrors, PhoneRule};
 use super::{Faults, Shared, SimState};
 use super::{admin, automations, content, ui};
 
-/// Most contacts one bulk request may carry (spoki-api.md §7 items 9, 10).
+/// Most contacts one bulk request may carry.
 const BULK_MAX: usize = 500;
 const API_PREFIX: &str = "/api/1/";
 const START_PREFIX: &str = "/wh/ap/";
