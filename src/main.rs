@@ -315,7 +315,8 @@ fn actions(action: Option<&str>, json: bool, markdown: bool) -> ExitCode {
         Ok(text) => {
             // `spoki-sync actions | head` closes the pipe early: not an error worth a panic.
             use std::io::Write as _;
-            let _ = writeln!(std::io::stdout(), "{text}");
+            let end = if text.ends_with('\n') { "" } else { "\n" };
+            let _ = write!(std::io::stdout(), "{text}{end}");
             ExitCode::SUCCESS
         }
         Err(e) => {
