@@ -14,6 +14,7 @@ mod rejects;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -25,6 +26,7 @@ use sqlx::{AssertSqlSafe, Row, SqlitePool};
 
 pub use commands::{CommandRecord, CommandSummary, DueCommand, Enqueued, Outcome, STATUSES};
 pub use custom_fields::FieldStatus;
+pub use files::FileProgress;
 pub use meta::StatusCounts;
 pub use rejects::{RejectFilter, RejectRecord};
 
@@ -85,6 +87,24 @@ pub struct Store {
     pool: SqlitePool,
     /// Why new input is refused, once it is (shared by every clone).
     halted: Arc<Mutex<Option<String>>>,
+    /// Transactions of this process waiting for the write lock (see `yield_to_writers`).
+    writers_waiting: Arc<AtomicUsize>,
+}
+
+/// Counts a writer as waiting for the lock for as long as it lives.
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl<'a> Waiting<'a> {
+    fn new(count: &'a AtomicUsize) -> Waiting<'a> {
+        count.fetch_add(1, Ordering::SeqCst);
+        Waiting(count)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 /// One contact an input wants Spoki to hold, with the key its rejects and logs name it by
@@ -198,6 +218,7 @@ impl Store {
         Ok(Store {
             pool,
             halted: Arc::default(),
+            writers_waiting: Arc::default(),
         })
     }
 
@@ -222,6 +243,7 @@ impl Store {
         Ok(migrated.map(|_| Store {
             pool,
             halted: Arc::default(),
+            writers_waiting: Arc::default(),
         }))
     }
 
@@ -245,7 +267,22 @@ impl Store {
     /// (claims, acknowledgements, releases, rejects from Spoki, command outcomes): still
     /// allowed once halted, so what was accepted before keeps reaching Spoki.
     pub(crate) async fn begin_delivery(&self) -> Result<Tx, StoreError> {
+        let _waiting = Waiting::new(&self.writers_waiting);
         Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
+    }
+
+    /// For a long series of short write transactions (a big file): between two of them, lets
+    /// every transaction of this process that is waiting for the write lock have it first.
+    /// SQLite's busy handler is not fair (a waiter sleeps, then tries again, and a writer that
+    /// commits and begins again at once usually wins), so without this a webhook or the
+    /// batcher could wait for the whole file. Waits at most `YIELD_MAX`.
+    pub async fn yield_to_writers(&self) {
+        const YIELD_MAX: Duration = Duration::from_secs(2);
+        let started = std::time::Instant::now();
+        tokio::task::yield_now().await;
+        while self.writers_waiting.load(Ordering::SeqCst) > 0 && started.elapsed() < YIELD_MAX {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
     }
 
     /// Stops taking input for good (until a restart). Returns false when it already was.
