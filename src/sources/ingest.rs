@@ -18,7 +18,7 @@ use tokio::sync::mpsc;
 use crate::domain::{Contact, ContactFields, ListId, Phone};
 use crate::normalise::DefaultRegion;
 use crate::sources::csv_file::{CsvFile, FileError};
-use crate::store::{EnqueueCounts, FileProgress, Incoming, Store, StoreError};
+use crate::store::{EnqueueCounts, FileProgress, Incoming, Snapshot, Store, StoreError};
 
 /// Contacts a chunk holds: what the daemon commits in one short transaction.
 const CHUNK: usize = 4_096;
@@ -95,6 +95,8 @@ pub struct OutboxSink<'a> {
     /// Whether the file is still as it was when its hash was taken.
     unchanged: &'a (dyn Fn() -> bool + Sync),
     progress: FileProgress,
+    /// The settled contacts as the file started: those it leaves as they are need no query.
+    snapshot: Snapshot,
     /// Verdicts carried over from the checkpoint found at the start.
     carried: EnqueueCounts,
     /// Contacts handed to `enqueue` so far by this read.
@@ -131,11 +133,13 @@ impl<'a> OutboxSink<'a> {
             updates: progress.updates,
             unchanged: progress.unchanged,
         };
+        let snapshot = store.snapshot(options.list).await?;
         Ok(OutboxSink {
             store,
             file: file.to_string(),
             unchanged,
             progress,
+            snapshot,
             carried,
             seen: 0,
         })
@@ -172,16 +176,21 @@ impl Sink for OutboxSink<'_> {
         if !(self.unchanged)() {
             return Err(IngestError::Changed);
         }
-        let contacts = contacts
+        let (same, rest) = split_unchanged(&self.snapshot, contacts.into_iter().skip(done));
+        if rest.is_empty() {
+            // Nothing to write, so no transaction: a resume judges these contacts again.
+            return Ok(same);
+        }
+        let contacts = rest
             .into_iter()
-            .skip(done)
             .map(|mut c| {
                 c.key = format!("{}:{}", self.file, c.key);
                 c
             })
             .collect();
         let mut tx = self.store.begin().await?;
-        let counts = Store::enqueue_changes(&mut tx, "csv", list, contacts).await?;
+        let mut counts = Store::enqueue_changes(&mut tx, "csv", list, contacts).await?;
+        counts.add(same);
         let mut progress = self.progress.clone();
         progress.contacts = self.seen;
         progress.creates += counts.creates;
@@ -199,10 +208,38 @@ impl Sink for OutboxSink<'_> {
     }
 }
 
+/// Contacts the snapshot shows unchanged (counted), and the others, to be judged exactly.
+fn split_unchanged(
+    snapshot: &Snapshot,
+    contacts: impl Iterator<Item = Incoming>,
+) -> (EnqueueCounts, Vec<Incoming>) {
+    let mut same = EnqueueCounts::default();
+    let rest = contacts
+        .filter(|c| {
+            let unchanged = snapshot.unchanged(c.phone, &c.fields);
+            same.unchanged += u64::from(unchanged);
+            !unchanged
+        })
+        .collect();
+    (same, rest)
+}
+
 /// `plan`'s sink: reads the state if there is one, writes nothing.
 pub struct PlanSink {
-    pub store: Option<Store>,
+    store: Option<Store>,
+    snapshot: Option<Snapshot>,
+    /// Contacts that would get a write.
     pub writes: u64,
+}
+
+impl PlanSink {
+    pub fn new(store: Option<Store>) -> PlanSink {
+        PlanSink {
+            store,
+            snapshot: None,
+            writes: 0,
+        }
+    }
 }
 
 impl Sink for PlanSink {
@@ -227,8 +264,19 @@ impl Sink for PlanSink {
     ) -> Result<EnqueueCounts, IngestError> {
         let judged = match &self.store {
             Some(store) => {
-                let mut conn = store.pool().acquire().await.map_err(StoreError::from)?;
-                Store::judge_changes(&mut conn, list, &contacts).await?
+                if self.snapshot.is_none() {
+                    self.snapshot = Some(store.snapshot(list).await?);
+                }
+                let snapshot = self.snapshot.as_ref().map_or(&EMPTY, |s| s);
+                let (same, rest) = split_unchanged(snapshot, contacts.into_iter());
+                let mut judged = if rest.is_empty() {
+                    EnqueueCounts::default()
+                } else {
+                    let mut conn = store.pool().acquire().await.map_err(StoreError::from)?;
+                    Store::judge_changes(&mut conn, list, &rest).await?
+                };
+                judged.add(same);
+                judged
             }
             None => EnqueueCounts {
                 creates: contacts.len() as u64,
@@ -239,6 +287,8 @@ impl Sink for PlanSink {
         Ok(judged)
     }
 }
+
+static EMPTY: Snapshot = Snapshot::EMPTY;
 
 enum Msg {
     /// The file's custom-field columns (code, header as written), sent before any chunk.
