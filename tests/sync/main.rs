@@ -1,6 +1,7 @@
 //! Integration tests: the real daemon (in-process via `spawn_app`, or the real binary) against
 //! the bundled simulator on loopback, with a real SQLite file and a real watched folder.
 
+mod big_files;
 mod catalogue;
 mod chaos;
 mod commands;
