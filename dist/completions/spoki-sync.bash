@@ -40,6 +40,9 @@ _spoki__sync() {
             spoki__sync,plan)
                 cmd="spoki__sync__subcmd__plan"
                 ;;
+            spoki__sync,rejects)
+                cmd="spoki__sync__subcmd__rejects"
+                ;;
             spoki__sync,run)
                 cmd="spoki__sync__subcmd__run"
                 ;;
@@ -73,6 +76,9 @@ _spoki__sync() {
             spoki__sync__subcmd__help,plan)
                 cmd="spoki__sync__subcmd__help__subcmd__plan"
                 ;;
+            spoki__sync__subcmd__help,rejects)
+                cmd="spoki__sync__subcmd__help__subcmd__rejects"
+                ;;
             spoki__sync__subcmd__help,run)
                 cmd="spoki__sync__subcmd__help__subcmd__run"
                 ;;
@@ -89,7 +95,7 @@ _spoki__sync() {
 
     case "${cmd}" in
         spoki__sync)
-            opts="-h -V --help --version run check-config plan cmd status sim demo actions completions man help"
+            opts="-h -V --help --version run check-config plan cmd status rejects sim demo actions completions man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -185,7 +191,7 @@ _spoki__sync() {
             return 0
             ;;
         spoki__subcmd__sync__subcmd__help)
-            opts="run check-config plan cmd status sim demo actions completions man help"
+            opts="run check-config plan cmd status rejects sim demo actions completions man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -310,6 +316,20 @@ _spoki__sync() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        spoki__subcmd__sync__subcmd__help__subcmd__rejects)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         spoki__subcmd__sync__subcmd__help__subcmd__run)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
@@ -378,6 +398,40 @@ _spoki__sync() {
                     return 0
                     ;;
                 --list)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        spoki__subcmd__sync__subcmd__rejects)
+            opts="-h --limit --before --source --file --json --config --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --limit)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --before)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --source)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -31,6 +31,7 @@ complete -c spoki-sync -n "__fish_spoki_sync_needs_command" -f -a "check-config"
 complete -c spoki-sync -n "__fish_spoki_sync_needs_command" -f -a "plan" -d 'Read a CSV as the inbox would and print what would be sent. Sends nothing'
 complete -c spoki-sync -n "__fish_spoki_sync_needs_command" -f -a "cmd" -d 'Queue one Spoki action through the running daemon\'s admin API'
 complete -c spoki-sync -n "__fish_spoki_sync_needs_command" -f -a "status" -d 'Print the running daemon\'s status'
+complete -c spoki-sync -n "__fish_spoki_sync_needs_command" -f -a "rejects" -d 'List what was accepted but cannot be sent, newest first (`GET /v1/rejects`)'
 complete -c spoki-sync -n "__fish_spoki_sync_needs_command" -f -a "sim" -d 'Run the bundled Spoki simulator'
 complete -c spoki-sync -n "__fish_spoki_sync_needs_command" -f -a "demo" -d 'Quickstart: simulator + daemon on loopback, a sample CSV dropped in, then a summary'
 complete -c spoki-sync -n "__fish_spoki_sync_needs_command" -f -a "actions" -d 'List the actions `cmd` takes: method, path, rate limit and params'
@@ -56,6 +57,13 @@ complete -c spoki-sync -n "__fish_spoki_sync_using_subcommand status" -l config 
 complete -c spoki-sync -n "__fish_spoki_sync_using_subcommand status" -l json
 complete -c spoki-sync -n "__fish_spoki_sync_using_subcommand status" -l watch -d 'Refresh every 2 s, like `top`, until Ctrl-C'
 complete -c spoki-sync -n "__fish_spoki_sync_using_subcommand status" -s h -l help -d 'Print help'
+complete -c spoki-sync -n "__fish_spoki_sync_using_subcommand rejects" -l limit -d 'At most this many (1 to 1000)' -r
+complete -c spoki-sync -n "__fish_spoki_sync_using_subcommand rejects" -l before -d 'Continue after this reject id (the previous page\'s last)' -r
+complete -c spoki-sync -n "__fish_spoki_sync_using_subcommand rejects" -l source -d 'Only those of this source: csv, webhook, mirror, …' -r
+complete -c spoki-sync -n "__fish_spoki_sync_using_subcommand rejects" -l file -d 'Only those of this CSV file, named as dropped (e.g. lists/7/x.csv)' -r
+complete -c spoki-sync -n "__fish_spoki_sync_using_subcommand rejects" -l config -r -F
+complete -c spoki-sync -n "__fish_spoki_sync_using_subcommand rejects" -l json -d 'Print the JSON answer for scripts'
+complete -c spoki-sync -n "__fish_spoki_sync_using_subcommand rejects" -s h -l help -d 'Print help'
 complete -c spoki-sync -n "__fish_spoki_sync_using_subcommand sim" -l listen -r
 complete -c spoki-sync -n "__fish_spoki_sync_using_subcommand sim" -l api-key -r
 complete -c spoki-sync -n "__fish_spoki_sync_using_subcommand sim" -s h -l help -d 'Print help'
@@ -66,14 +74,15 @@ complete -c spoki-sync -n "__fish_spoki_sync_using_subcommand actions" -l markdo
 complete -c spoki-sync -n "__fish_spoki_sync_using_subcommand actions" -s h -l help -d 'Print help'
 complete -c spoki-sync -n "__fish_spoki_sync_using_subcommand completions" -s h -l help -d 'Print help'
 complete -c spoki-sync -n "__fish_spoki_sync_using_subcommand man" -s h -l help -d 'Print help'
-complete -c spoki-sync -n "__fish_spoki_sync_using_subcommand help; and not __fish_seen_subcommand_from run check-config plan cmd status sim demo actions completions man help" -f -a "run" -d 'Run the daemon in the foreground'
-complete -c spoki-sync -n "__fish_spoki_sync_using_subcommand help; and not __fish_seen_subcommand_from run check-config plan cmd status sim demo actions completions man help" -f -a "check-config" -d 'Check the configuration; exit 0, or 78 naming every bad key'
-complete -c spoki-sync -n "__fish_spoki_sync_using_subcommand help; and not __fish_seen_subcommand_from run check-config plan cmd status sim demo actions completions man help" -f -a "plan" -d 'Read a CSV as the inbox would and print what would be sent. Sends nothing'
-complete -c spoki-sync -n "__fish_spoki_sync_using_subcommand help; and not __fish_seen_subcommand_from run check-config plan cmd status sim demo actions completions man help" -f -a "cmd" -d 'Queue one Spoki action through the running daemon\'s admin API'
-complete -c spoki-sync -n "__fish_spoki_sync_using_subcommand help; and not __fish_seen_subcommand_from run check-config plan cmd status sim demo actions completions man help" -f -a "status" -d 'Print the running daemon\'s status'
-complete -c spoki-sync -n "__fish_spoki_sync_using_subcommand help; and not __fish_seen_subcommand_from run check-config plan cmd status sim demo actions completions man help" -f -a "sim" -d 'Run the bundled Spoki simulator'
-complete -c spoki-sync -n "__fish_spoki_sync_using_subcommand help; and not __fish_seen_subcommand_from run check-config plan cmd status sim demo actions completions man help" -f -a "demo" -d 'Quickstart: simulator + daemon on loopback, a sample CSV dropped in, then a summary'
-complete -c spoki-sync -n "__fish_spoki_sync_using_subcommand help; and not __fish_seen_subcommand_from run check-config plan cmd status sim demo actions completions man help" -f -a "actions" -d 'List the actions `cmd` takes: method, path, rate limit and params'
-complete -c spoki-sync -n "__fish_spoki_sync_using_subcommand help; and not __fish_seen_subcommand_from run check-config plan cmd status sim demo actions completions man help" -f -a "completions" -d 'Print a shell completion script (bash, zsh, fish, elvish, powershell)'
-complete -c spoki-sync -n "__fish_spoki_sync_using_subcommand help; and not __fish_seen_subcommand_from run check-config plan cmd status sim demo actions completions man help" -f -a "man" -d 'Print the man page (roff), e.g. `spoki-sync man | man -l -`'
-complete -c spoki-sync -n "__fish_spoki_sync_using_subcommand help; and not __fish_seen_subcommand_from run check-config plan cmd status sim demo actions completions man help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c spoki-sync -n "__fish_spoki_sync_using_subcommand help; and not __fish_seen_subcommand_from run check-config plan cmd status rejects sim demo actions completions man help" -f -a "run" -d 'Run the daemon in the foreground'
+complete -c spoki-sync -n "__fish_spoki_sync_using_subcommand help; and not __fish_seen_subcommand_from run check-config plan cmd status rejects sim demo actions completions man help" -f -a "check-config" -d 'Check the configuration; exit 0, or 78 naming every bad key'
+complete -c spoki-sync -n "__fish_spoki_sync_using_subcommand help; and not __fish_seen_subcommand_from run check-config plan cmd status rejects sim demo actions completions man help" -f -a "plan" -d 'Read a CSV as the inbox would and print what would be sent. Sends nothing'
+complete -c spoki-sync -n "__fish_spoki_sync_using_subcommand help; and not __fish_seen_subcommand_from run check-config plan cmd status rejects sim demo actions completions man help" -f -a "cmd" -d 'Queue one Spoki action through the running daemon\'s admin API'
+complete -c spoki-sync -n "__fish_spoki_sync_using_subcommand help; and not __fish_seen_subcommand_from run check-config plan cmd status rejects sim demo actions completions man help" -f -a "status" -d 'Print the running daemon\'s status'
+complete -c spoki-sync -n "__fish_spoki_sync_using_subcommand help; and not __fish_seen_subcommand_from run check-config plan cmd status rejects sim demo actions completions man help" -f -a "rejects" -d 'List what was accepted but cannot be sent, newest first (`GET /v1/rejects`)'
+complete -c spoki-sync -n "__fish_spoki_sync_using_subcommand help; and not __fish_seen_subcommand_from run check-config plan cmd status rejects sim demo actions completions man help" -f -a "sim" -d 'Run the bundled Spoki simulator'
+complete -c spoki-sync -n "__fish_spoki_sync_using_subcommand help; and not __fish_seen_subcommand_from run check-config plan cmd status rejects sim demo actions completions man help" -f -a "demo" -d 'Quickstart: simulator + daemon on loopback, a sample CSV dropped in, then a summary'
+complete -c spoki-sync -n "__fish_spoki_sync_using_subcommand help; and not __fish_seen_subcommand_from run check-config plan cmd status rejects sim demo actions completions man help" -f -a "actions" -d 'List the actions `cmd` takes: method, path, rate limit and params'
+complete -c spoki-sync -n "__fish_spoki_sync_using_subcommand help; and not __fish_seen_subcommand_from run check-config plan cmd status rejects sim demo actions completions man help" -f -a "completions" -d 'Print a shell completion script (bash, zsh, fish, elvish, powershell)'
+complete -c spoki-sync -n "__fish_spoki_sync_using_subcommand help; and not __fish_seen_subcommand_from run check-config plan cmd status rejects sim demo actions completions man help" -f -a "man" -d 'Print the man page (roff), e.g. `spoki-sync man | man -l -`'
+complete -c spoki-sync -n "__fish_spoki_sync_using_subcommand help; and not __fish_seen_subcommand_from run check-config plan cmd status rejects sim demo actions completions man help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
