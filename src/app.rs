@@ -114,6 +114,48 @@ async fn bind(
         .with_context(|| format!("cannot listen on {key} {addr} for {what}"))
 }
 
+/// The Spoki client the configuration describes.
+fn spoki_client(settings: &Settings) -> anyhow::Result<SpokiClient> {
+    let key = settings
+        .spoki
+        .api_key
+        .clone()
+        .context("spoki.api_key is required")?;
+    Ok(SpokiClient::new(
+        settings.spoki.base_url.clone(),
+        key,
+        settings.spoki.timeout,
+    )?)
+}
+
+/// What the last run left: rows in flight go back to pending, the send times stored per
+/// action are restored, and after a crash (or rows left in flight past the drain deadline)
+/// every action waits one whole interval, since a request may have left after its send time
+/// was last stored.
+async fn recover_last_run(
+    store: &Store,
+    batcher: &Batcher,
+    budgets: &Budgets,
+) -> anyhow::Result<()> {
+    let recovered = store.recover_inflight().await?;
+    if !recovered.is_empty() {
+        tracing::info!(
+            rows = recovered.len(),
+            "requeued contacts left in flight by the last run"
+        );
+    }
+    batcher.restore_budget_marks().await?;
+    let crashed = store.begin_run().await?;
+    if crashed || !recovered.is_empty() {
+        tracing::warn!(
+            crashed,
+            "the last run did not stop cleanly; every action waits one interval"
+        );
+        budgets.hold_all_one_interval();
+    }
+    Ok(())
+}
+
 impl App {
     /// Opens the database (migrating it), puts back rows a crash left in flight, and wires the
     /// parts together. Nothing runs until `run_until`.
@@ -123,20 +165,7 @@ impl App {
         Inbox::prepare(&settings.csv.inbox)
             .with_context(|| format!("cannot create the inbox {}", settings.csv.inbox.display()))?;
         let (store, maintenance) = open_database(&settings).await?;
-        let recovered = store.recover_inflight().await?;
-        if !recovered.is_empty() {
-            tracing::info!(
-                rows = recovered.len(),
-                "requeued contacts left in flight by the last run"
-            );
-        }
-        let key = settings
-            .spoki
-            .api_key
-            .clone()
-            .context("spoki.api_key is required")?;
-        let client =
-            SpokiClient::new(settings.spoki.base_url.clone(), key, settings.spoki.timeout)?;
+        let client = spoki_client(&settings)?;
         let budgets = Budgets::from_settings(&settings);
         let wake = Arc::new(Notify::new());
         let batcher = Batcher::new(
@@ -146,17 +175,7 @@ impl App {
             BatcherSettings::from_settings(&settings),
             wake.clone(),
         );
-        batcher.restore_budget_marks().await?;
-        // After a crash, or rows left in flight past the drain deadline, a request may have
-        // left after its send time was last stored: every action waits one whole interval.
-        let crashed = store.begin_run().await?;
-        if crashed || !recovered.is_empty() {
-            tracing::warn!(
-                crashed,
-                "the last run did not stop cleanly; every action waits one interval"
-            );
-            budgets.hold_all_one_interval();
-        }
+        recover_last_run(&store, &batcher, &budgets).await?;
         let current = Live::new(settings.clone());
         let mirror_live = Live::new(MirrorSettings::from_settings(&settings));
         let mirror = Mirror::new(
@@ -316,22 +335,34 @@ impl App {
 
         shutdown.await;
         service::notify("STOPPING=1");
-        tracing::info!("shutting down: no new input; finishing requests in flight");
-        cancel.cancel();
-        let _ = tokio::time::timeout(Duration::from_secs(2), inbox_task).await;
-        outbound.cancel();
-        tracker.close();
-        if tokio::time::timeout(DRAIN + Duration::from_secs(1), tracker.wait())
-            .await
-            .is_err()
-        {
-            tracing::warn!("tasks did not stop in time; exiting anyway (nothing is lost)");
-        }
-        if let Err(error) = self.store.end_run().await {
-            tracing::warn!(%error, "cannot record the clean stop");
-        }
-        self.store.close().await;
+        stop_in_order(cancel, inbox_task, outbound, tracker, &self.store).await;
         tracing::info!("stopped");
         Ok(())
     }
+}
+
+/// The stop: no new input first (the inbox gets 2 s to finish its file), then the requests in
+/// flight get the drain, then the clean stop is recorded.
+async fn stop_in_order(
+    cancel: CancellationToken,
+    inbox_task: tokio::task::JoinHandle<()>,
+    outbound: CancellationToken,
+    tracker: TaskTracker,
+    store: &Store,
+) {
+    tracing::info!("shutting down: no new input; finishing requests in flight");
+    cancel.cancel();
+    let _ = tokio::time::timeout(Duration::from_secs(2), inbox_task).await;
+    outbound.cancel();
+    tracker.close();
+    if tokio::time::timeout(DRAIN + Duration::from_secs(1), tracker.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!("tasks did not stop in time; exiting anyway (nothing is lost)");
+    }
+    if let Err(error) = store.end_run().await {
+        tracing::warn!(%error, "cannot record the clean stop");
+    }
+    store.close().await;
 }

@@ -340,19 +340,41 @@ impl Settings {
             )
             .build()
             .map_err(|e| fail(redact(&e.to_string())))?;
-        let mut raw: RawSettings = built
-            .try_deserialize()
-            .map_err(|e| fail(redact(&e.to_string())))?;
+        let (mut raw, problems) = raw_settings(built)?;
         if let Some(dir) = std::env::var_os("CREDENTIALS_DIRECTORY") {
             raw.fill_from_credentials(Path::new(&dir));
         }
-        raw.validate()
+        let mut settings = finish(raw, problems)?;
+        if path.is_file() {
+            settings.resolve_relative_to(path);
+        }
+        Ok(settings)
+    }
+
+    /// Makes relative `storage.database` and `csv.inbox` relative to `file`'s folder.
+    fn resolve_relative_to(&mut self, file: &Path) {
+        let Some(base) = file.parent().and_then(|p| {
+            std::path::absolute(if p.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                p
+            })
+            .ok()
+        }) else {
+            return;
+        };
+        for path in [&mut self.storage.database, &mut self.csv.inbox] {
+            if path.is_relative() {
+                let joined = base.join(path.strip_prefix(".").unwrap_or(path));
+                *path = joined;
+            }
+        }
     }
 
     /// Settings for tests and the demo: defaults with the given overrides applied as TOML.
     pub fn from_toml(text: &str) -> Result<Settings, ConfigError> {
-        let raw: RawSettings = toml_from_str(text)?;
-        raw.validate()
+        let (raw, problems) = toml_from_str(text)?;
+        finish(raw, problems)
     }
 
     pub fn limit(&self, action: Action) -> RateLimit {
@@ -407,14 +429,125 @@ impl Settings {
     }
 }
 
-fn toml_from_str(text: &str) -> Result<RawSettings, ConfigError> {
-    config::Config::builder()
+/// Every key the configuration takes, read from the types that parse it; a table of free
+/// keys is written `section.table.<action>`.
+pub fn known_keys() -> Vec<String> {
+    crate::introspect::keys::<RawSettings>()
+        .into_iter()
+        .map(|k| {
+            if k.free_map {
+                format!("{}.<action>", k.path)
+            } else {
+                k.path
+            }
+        })
+        .collect()
+}
+
+/// Removes the keys of `tree` (at `prefix`) that are not in `known`, naming each in
+/// `problems` with the closest known key.
+fn strip_unknown(
+    tree: &mut config::Map<String, config::Value>,
+    prefix: &str,
+    known: &[String],
+    problems: &mut Vec<String>,
+) {
+    let names: Vec<String> = tree.keys().cloned().collect();
+    for name in names {
+        let path = if prefix.is_empty() {
+            name.clone()
+        } else {
+            format!("{prefix}.{name}")
+        };
+        let leaf = known.contains(&path);
+        let free = known.iter().any(|k| *k == format!("{path}.<action>"));
+        let section = known.iter().any(|k| k.starts_with(&format!("{path}.")));
+        if leaf || free {
+            continue;
+        }
+        if section {
+            if let Some(config::Value {
+                kind: config::ValueKind::Table(sub),
+                ..
+            }) = tree.get_mut(&name)
+            {
+                strip_unknown(sub, &path, known, problems);
+            }
+            continue;
+        }
+        tree.remove(&name);
+        let near = known
+            .iter()
+            .filter(|k| !k.ends_with(">"))
+            .map(|k| (edit_distance(&path, k), k))
+            .min();
+        match near {
+            Some((d, k)) if d <= path.len() / 3 + 1 => {
+                problems.push(format!("{path}: unknown key; did you mean {k}?"));
+            }
+            _ => problems.push(format!(
+                "{path}: unknown key (docs/configuration.md lists them all)"
+            )),
+        }
+    }
+}
+
+/// Levenshtein distance, for "did you mean".
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let cur = row[j + 1];
+            row[j + 1] = (prev + usize::from(ca != *cb)).min(row[j] + 1).min(cur + 1);
+            prev = cur;
+        }
+    }
+    row[b.len()]
+}
+
+fn toml_from_str(text: &str) -> Result<(RawSettings, Vec<String>), ConfigError> {
+    let built = config::Config::builder()
         .add_source(config::File::from_str(text, config::FileFormat::Toml))
         .build()
-        .and_then(|c| c.try_deserialize())
         .map_err(|e| ConfigError {
             problems: vec![redact(&e.to_string())],
-        })
+        })?;
+    raw_settings(built)
+}
+
+/// The file as written, and the unknown keys it held (set aside, so that they are reported
+/// together with the invalid values instead of hiding them).
+fn raw_settings(built: config::Config) -> Result<(RawSettings, Vec<String>), ConfigError> {
+    let fail = |msg: String| ConfigError {
+        problems: vec![msg],
+    };
+    let mut tree: config::Map<String, config::Value> = built
+        .try_deserialize()
+        .map_err(|e| fail(redact(&e.to_string())))?;
+    let mut problems = Vec::new();
+    strip_unknown(&mut tree, "", &known_keys(), &mut problems);
+    match config::Value::new(None, config::ValueKind::Table(tree)).try_deserialize() {
+        Ok(raw) => Ok((raw, problems)),
+        Err(e) => {
+            problems.push(redact(&e.to_string()));
+            Err(ConfigError { problems })
+        }
+    }
+}
+
+/// Checks every value; every problem, unknown keys included, is reported at once.
+fn finish(raw: RawSettings, mut problems: Vec<String>) -> Result<Settings, ConfigError> {
+    match raw.validate() {
+        Ok(settings) if problems.is_empty() => Ok(settings),
+        Ok(_) => Err(ConfigError { problems }),
+        Err(e) => {
+            problems.extend(e.problems);
+            Err(ConfigError { problems })
+        }
+    }
 }
 
 /// The `config` crate quotes offending values in its messages; a secret must not leak that way.

@@ -11,6 +11,7 @@ pub mod commands;
 pub mod config;
 pub mod diff;
 pub mod domain;
+pub mod introspect;
 pub mod listener;
 pub mod live;
 pub mod merge;

@@ -118,31 +118,14 @@ pub async fn serve(
             },
         };
         let _ = stream.set_nodelay(true);
-        let service = TowerToHyperService::new(router.clone());
-        let stop = stop.clone();
-        connections.spawn(async move {
-            let _slot = slot;
-            let mut http = hyper::server::conn::http1::Builder::new();
-            http.timer(TokioTimer::new())
-                .header_read_timeout(limits.header_timeout)
-                .keep_alive(true);
-            let connection = http.serve_connection(TokioIo::new(stream), service);
-            let mut connection = std::pin::pin!(connection);
-            let result = tokio::select! {
-                result = connection.as_mut() => result,
-                () = stop.cancelled() => {
-                    connection.as_mut().graceful_shutdown();
-                    tokio::time::timeout(STOP_GRACE, connection.as_mut())
-                        .await
-                        .unwrap_or(Ok(()))
-                }
-            };
-            if let Err(error) = result {
-                // Timeouts and clients that hang up: routine, and a flood must not fill the
-                // log.
-                tracing::debug!(listener = name, %error, "connection ended with an error");
-            }
-        });
+        connections.spawn(serve_connection(
+            stream,
+            router.clone(),
+            limits.header_timeout,
+            name,
+            stop.clone(),
+            slot,
+        ));
     }
     drop(listener);
     connections.close();
@@ -154,6 +137,38 @@ pub async fn serve(
             listener = name,
             "connections still open at the stop were dropped"
         );
+    }
+}
+
+/// One accepted connection: HTTP/1 with a header-read timeout, closed gracefully at the stop.
+/// `_slot` is the listener's connection permit, released when the connection ends.
+async fn serve_connection(
+    stream: tokio::net::TcpStream,
+    router: Router,
+    header_timeout: Duration,
+    name: &'static str,
+    stop: CancellationToken,
+    _slot: tokio::sync::OwnedSemaphorePermit,
+) {
+    let service = TowerToHyperService::new(router);
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(header_timeout)
+        .keep_alive(true);
+    let connection = http.serve_connection(TokioIo::new(stream), service);
+    let mut connection = std::pin::pin!(connection);
+    let result = tokio::select! {
+        result = connection.as_mut() => result,
+        () = stop.cancelled() => {
+            connection.as_mut().graceful_shutdown();
+            tokio::time::timeout(STOP_GRACE, connection.as_mut())
+                .await
+                .unwrap_or(Ok(()))
+        }
+    };
+    if let Err(error) = result {
+        // Timeouts and clients that hang up: routine, and a flood must not fill the log.
+        tracing::debug!(listener = name, %error, "connection ended with an error");
     }
 }
 

@@ -52,7 +52,7 @@ enum Command {
     },
     /// Queue one Spoki action through the running daemon's admin API.
     Cmd {
-        /// The action's name, e.g. list_contacts (see the README for all of them).
+        /// The action's name, e.g. list_contacts (`spoki-sync actions` lists them all).
         action: String,
         /// The action's params as a JSON object; `@FILE` reads it from a file, `-` from stdin.
         #[arg(long, default_value = "{}")]
@@ -76,6 +76,26 @@ enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// List what was accepted but cannot be sent, newest first (`GET /v1/rejects`).
+    Rejects {
+        /// At most this many (1 to 1000).
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+        /// Continue after this reject id (the previous page's last).
+        #[arg(long)]
+        before: Option<i64>,
+        /// Only those of this source: csv, webhook, mirror, …
+        #[arg(long)]
+        source: Option<String>,
+        /// Only those of this CSV file, named as dropped (e.g. lists/7/x.csv).
+        #[arg(long)]
+        file: Option<String>,
+        /// Print the JSON answer for scripts.
+        #[arg(long)]
+        json: bool,
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
     /// Run the bundled Spoki simulator.
     #[cfg(feature = "sim")]
     Sim {
@@ -86,7 +106,26 @@ enum Command {
     },
     /// Quickstart: simulator + daemon on loopback, a sample CSV dropped in, then a summary.
     #[cfg(feature = "sim")]
-    Demo,
+    Demo {
+        /// Keep the working folder (database, inbox, reports) instead of removing it.
+        #[arg(long)]
+        keep: bool,
+    },
+    /// List the actions `cmd` takes: method, path, rate limit and params.
+    Actions {
+        /// Show this action alone, in full.
+        action: Option<String>,
+        /// Print JSON for scripts.
+        #[arg(long)]
+        json: bool,
+        /// Print the catalogue as Markdown (docs/actions.md).
+        #[arg(long, conflicts_with = "json")]
+        markdown: bool,
+    },
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions { shell: clap_complete::Shell },
+    /// Print the man page (roff), e.g. `spoki-sync man | man -l -`.
+    Man,
 }
 
 const EX_CONFIG: u8 = 78;
@@ -133,8 +172,13 @@ fn init_logging(filter: &str, format: LogFormat) -> spoki_sync::runtime::reload:
             .with(fmt::layer().json().with_writer(std::io::stderr))
             .init();
     } else {
+        use std::io::IsTerminal as _;
+        let colour = spoki_sync::cli::colour(
+            std::io::stderr().is_terminal(),
+            std::env::var_os("NO_COLOR").as_deref(),
+        );
         registry
-            .with(fmt::layer().with_writer(std::io::stderr))
+            .with(fmt::layer().with_ansi(colour).with_writer(std::io::stderr))
             .init();
     }
     std::sync::Arc::new(move |text: &str| {
@@ -143,10 +187,33 @@ fn init_logging(filter: &str, format: LogFormat) -> spoki_sync::runtime::reload:
     })
 }
 
+/// Which configuration file was read, in words.
+fn source(path: &std::path::Path) -> String {
+    if path.is_file() {
+        format!("read {}", path.display())
+    } else {
+        format!(
+            "no file read: {} does not exist; defaults and the environment",
+            path.display()
+        )
+    }
+}
+
+/// Loads the configuration; on failure prints every problem, one per line, and the file once.
 fn load(config: Option<&std::path::Path>) -> Result<Settings, ExitCode> {
     let (path, required) = resolve_path(config);
+    if required && !path.is_file() {
+        eprintln!(
+            "spoki-sync: config file {} does not exist (or is not a file)",
+            path.display()
+        );
+        return Err(ExitCode::from(EX_CONFIG));
+    }
     Settings::load(&path, required).map_err(|e| {
-        eprintln!("spoki-sync: {} ({})", e, path.display());
+        eprintln!("spoki-sync: invalid configuration ({}):", source(&path));
+        for problem in &e.problems {
+            eprintln!("spoki-sync: {problem}");
+        }
         ExitCode::from(EX_CONFIG)
     })
 }
@@ -177,6 +244,22 @@ async fn main() -> ExitCode {
             watch,
             config,
         } => status(json, watch, config).await,
+        Command::Rejects {
+            limit,
+            before,
+            source,
+            file,
+            json,
+            config,
+        } => {
+            let query = spoki_sync::cli::client::RejectsQuery {
+                limit,
+                before,
+                source,
+                file,
+            };
+            rejects(query, json, config).await
+        }
         #[cfg(feature = "sim")]
         Command::Sim { listen, api_key } => {
             let _ = init_logging("info", LogFormat::Human);
@@ -188,14 +271,58 @@ async fn main() -> ExitCode {
                 }
             }
         }
+        Command::Actions {
+            action,
+            json,
+            markdown,
+        } => actions(action.as_deref(), json, markdown),
+        Command::Completions { shell } => {
+            use clap::CommandFactory as _;
+            let mut command = Cli::command();
+            clap_complete::generate(shell, &mut command, "spoki-sync", &mut std::io::stdout());
+            ExitCode::SUCCESS
+        }
+        Command::Man => {
+            use clap::CommandFactory as _;
+            match clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout()) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("spoki-sync man: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         #[cfg(feature = "sim")]
-        Command::Demo => match spoki_sync::cli::demo::run().await {
+        Command::Demo { keep } => match spoki_sync::cli::demo::run(keep).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("spoki-sync demo: {e:#}");
                 ExitCode::FAILURE
             }
         },
+    }
+}
+
+/// `actions`: the catalogue, or one action; an unknown name exits 64 naming the closest.
+fn actions(action: Option<&str>, json: bool, markdown: bool) -> ExitCode {
+    use spoki_sync::cli::actions::{Format, render};
+    let format = match (json, markdown) {
+        (true, _) => Format::Json,
+        (_, true) => Format::Markdown,
+        _ => Format::Text,
+    };
+    match render(action, format) {
+        Ok(text) => {
+            // `spoki-sync actions | head` closes the pipe early: not an error worth a panic.
+            use std::io::Write as _;
+            let end = if text.ends_with('\n') { "" } else { "\n" };
+            let _ = write!(std::io::stdout(), "{text}{end}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("spoki-sync: {e}");
+            ExitCode::from(EX_USAGE)
+        }
     }
 }
 
@@ -268,7 +395,8 @@ async fn check_config(config: Option<PathBuf>, online: bool) -> ExitCode {
             }
         }
     }
-    println!("configuration is valid");
+    let (path, _) = resolve_path(config.as_deref());
+    println!("configuration is valid ({})", source(&path));
     ExitCode::SUCCESS
 }
 
@@ -302,6 +430,10 @@ async fn cmd(
     json: bool,
     config: Option<PathBuf>,
 ) -> ExitCode {
+    if spoki_sync::spoki::actions::Action::from_name(&action).is_none() {
+        eprintln!("spoki-sync: {}", spoki_sync::cli::actions::unknown(&action));
+        return ExitCode::from(EX_USAGE);
+    }
     let settings = match load(config.as_deref()) {
         Ok(s) => s,
         Err(code) => return code,
@@ -340,6 +472,29 @@ async fn status(json: bool, watch: bool, config: Option<PathBuf>) -> ExitCode {
         } else {
             client.status(json).await
         }
+    };
+    match run.await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("spoki-sync: {e:#}");
+            ExitCode::from(EX_UNAVAILABLE)
+        }
+    }
+}
+
+async fn rejects(
+    query: spoki_sync::cli::client::RejectsQuery,
+    json: bool,
+    config: Option<PathBuf>,
+) -> ExitCode {
+    let settings = match load(config.as_deref()) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    let run = async {
+        AdminClient::from_settings(&settings)?
+            .rejects(&query, json)
+            .await
     };
     match run.await {
         Ok(()) => ExitCode::SUCCESS,

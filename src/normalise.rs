@@ -17,8 +17,9 @@ pub enum RowIssue {
     MissingPhone,
     #[error("invalid phone number")]
     InvalidPhone,
-    #[error("invalid email address")]
-    InvalidEmail,
+    /// The address as given, so the reject says what was refused.
+    #[error("invalid email address {0:?}")]
+    InvalidEmail(String),
     #[error("{field} is longer than {max} characters")]
     TooLong { field: String, max: usize },
 }

@@ -234,3 +234,57 @@ fn the_simulator_shares_no_code_with_the_client_or_the_daemon() {
         );
     }
 }
+
+/// Text files a reader of the repository meets: sources, docs, configuration, packaging.
+fn reader_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let name = entry.file_name().to_string_lossy().to_string();
+        if path.is_dir() {
+            // Build output, VCS data and the fuzzers' corpora are not read by people;
+            // migrations are checksummed by the database and cannot be edited.
+            if !name.starts_with('.')
+                && !["target", "corpus", "artifacts", "migrations"].contains(&name.as_str())
+            {
+                reader_files(&path, out);
+            }
+        } else if ["rs", "md", "toml", "service", "sh"]
+            .iter()
+            .any(|e| path.extension().is_some_and(|x| x == *e))
+            || name == "Dockerfile"
+        {
+            out.push(path);
+        }
+    }
+}
+
+#[test]
+fn the_repository_never_sends_the_reader_outside_it() {
+    // Documents that live outside the repository, and the section sign that cited them.
+    // Spelled in pieces so that this file does not trip its own check.
+    let outside = [
+        ["CONT", "RACT"].concat(),
+        ["spoki-api", ".md"].concat(),
+        ["../", "shared"].concat(),
+        '\u{a7}'.to_string(),
+    ];
+    let mut files = Vec::new();
+    reader_files(&root(), &mut files);
+    files.sort();
+    let mut found = Vec::new();
+    for path in &files {
+        for (n, line) in read(path).lines().enumerate() {
+            if outside.iter().any(|o| line.contains(o.as_str())) {
+                found.push(format!("{}:{}: {}", rel(path), n + 1, line.trim()));
+            }
+        }
+    }
+    assert!(
+        found.is_empty(),
+        "references to documents outside the repository (say it here instead):\n{}",
+        found.join("\n")
+    );
+}

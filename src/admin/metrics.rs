@@ -3,7 +3,7 @@
 
 use std::sync::OnceLock;
 
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 use crate::store::{STATUSES, Store, StoreError};
 
@@ -14,13 +14,57 @@ static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 pub fn handle() -> Option<PrometheusHandle> {
     HANDLE
         .get_or_init(|| {
-            let recorder = PrometheusBuilder::new().build_recorder();
+            // Contacts per request are whole numbers: buckets, not a summary's estimated
+            // quantiles (which read like 499.7 contacts).
+            let builder = PrometheusBuilder::new()
+                .set_buckets_for_metric(
+                    Matcher::Full("spoki_sync_batch_fill_contacts".into()),
+                    &FILL_BUCKETS,
+                )
+                .unwrap_or_else(|_| PrometheusBuilder::new());
+            let recorder = builder.build_recorder();
             let handle = recorder.handle();
             metrics::set_global_recorder(recorder).ok()?;
             describe();
+            register_at_zero();
             Some(handle)
         })
         .clone()
+}
+
+/// Bucket bounds of `spoki_sync_batch_fill_contacts`, in contacts (500 is a full bulk request).
+const FILL_BUCKETS: [f64; 8] = [1.0, 10.0, 50.0, 100.0, 250.0, 499.0, 500.0, 1000.0];
+
+/// Every counter the README names exists from the start at 0, with the label values known in
+/// advance (Prometheus convention: a series that appears only when it first moves cannot be
+/// told from one that was never scraped, and `rate()` misses its first increment).
+fn register_at_zero() {
+    use crate::spoki::actions::Action;
+    for &action in Action::ALL {
+        let name = action.name();
+        metrics::counter!("spoki_sync_spoki_requests_total", "action" => name, "status" => "200")
+            .absolute(0);
+        metrics::counter!("spoki_sync_spoki_throttled_total", "action" => name).absolute(0);
+        metrics::counter!("spoki_sync_retries_total", "action" => name).absolute(0);
+        for status in ["succeeded", "failed"] {
+            metrics::counter!("spoki_sync_commands_finished_total", "action" => name, "status" => status)
+                .absolute(0);
+        }
+    }
+    for action in [
+        Action::BulkSyncContacts,
+        Action::SyncContactsToList,
+        Action::CreateOrUpdateContact,
+    ] {
+        metrics::counter!("spoki_sync_contacts_sent_total", "action" => action.name()).absolute(0);
+    }
+    for winner in ["mirror", "spoki"] {
+        metrics::counter!("spoki_sync_merge_conflicts_total", "winner" => winner).absolute(0);
+    }
+    for reason in ["unsigned", "bad_signature", "malformed", "not_configured"] {
+        metrics::counter!("spoki_sync_webhook_refused_total", "reason" => reason).absolute(0);
+    }
+    metrics::counter!("spoki_sync_inbox_scans_total").absolute(0);
 }
 
 fn describe() {

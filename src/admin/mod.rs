@@ -1,4 +1,4 @@
-//! The admin HTTP API (CONTRACT §6): JSON over HTTP on `admin.listen`, every route but
+//! The admin HTTP API (docs/admin-api.md): JSON over HTTP on `admin.listen`, every route but
 //! `/healthz` behind `Authorization: Bearer <admin.token>`, compared in constant time.
 //! Errors are `{"error": "..."}`; no answer or log line carries a secret.
 
@@ -452,8 +452,25 @@ async fn rejects(
         source: q.source,
         file: q.file,
     };
-    let rejects = state.store.rejects_page(&filter, limit(q.limit)?).await?;
-    Ok(Json(json!({ "rejects": rejects })))
+    let limit = limit(q.limit)?;
+    let rejects = state.store.rejects_page(&filter, limit).await?;
+    // A full page may have more behind it: `next` is the query for the following one, and
+    // `next_before` its cursor. Filters carry over.
+    let last = rejects.last().map(|r| r.id);
+    let full = usize::try_from(limit).is_ok_and(|l| rejects.len() >= l);
+    let next_before = last.filter(|_| full);
+    let next = next_before.map(|before| {
+        let mut pairs = vec![("limit", limit.to_string()), ("before", before.to_string())];
+        pairs.extend(filter.source.clone().map(|s| ("source", s)));
+        pairs.extend(filter.file.clone().map(|f| ("file", f)));
+        match reqwest::Url::parse_with_params("http://admin/v1/rejects", &pairs) {
+            Ok(url) => format!("/v1/rejects?{}", url.query().unwrap_or_default()),
+            Err(_) => "/v1/rejects".to_owned(),
+        }
+    });
+    Ok(Json(
+        json!({ "rejects": rejects, "next": next, "next_before": next_before }),
+    ))
 }
 
 async fn pull(State(state): State<AdminState>) -> Response {

@@ -220,6 +220,69 @@ impl AdminClient {
     }
 }
 
+/// `spoki-sync rejects`: one page of `GET /v1/rejects`.
+#[derive(Clone, Debug, Default)]
+pub struct RejectsQuery {
+    pub limit: u32,
+    pub before: Option<i64>,
+    pub source: Option<String>,
+    pub file: Option<String>,
+}
+
+impl RejectsQuery {
+    /// The admin API path with the query string.
+    pub fn path(&self) -> String {
+        let mut pairs = vec![("limit", self.limit.to_string())];
+        pairs.extend(self.before.map(|b| ("before", b.to_string())));
+        pairs.extend(self.source.clone().map(|s| ("source", s)));
+        pairs.extend(self.file.clone().map(|f| ("file", f)));
+        match reqwest::Url::parse_with_params("http://admin/v1/rejects", &pairs) {
+            Ok(url) => format!("/v1/rejects?{}", url.query().unwrap_or_default()),
+            Err(_) => "/v1/rejects".to_owned(),
+        }
+    }
+}
+
+impl AdminClient {
+    /// Prints one page of rejects, newest first, and how to get the next.
+    ///
+    /// # Errors
+    /// When the daemon cannot be reached or answers an error.
+    pub async fn rejects(&self, query: &RejectsQuery, json_out: bool) -> anyhow::Result<()> {
+        let (status, answer) = self.call(reqwest::Method::GET, &query.path(), None).await?;
+        if !status.is_success() {
+            bail!("the admin API answered {status}: {answer}");
+        }
+        if json_out {
+            println!("{answer}");
+            return Ok(());
+        }
+        let items = answer
+            .get("rejects")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        if items.is_empty() {
+            println!("no rejects");
+        }
+        let text = |r: &Value, k: &str| r.get(k).and_then(Value::as_str).unwrap_or("").to_owned();
+        for r in &items {
+            println!(
+                "{:>8}  {:<8} {:<28} {:<16} {}",
+                r.get("id").and_then(Value::as_i64).unwrap_or_default(),
+                text(r, "source"),
+                text(r, "key"),
+                text(r, "phone"),
+                text(r, "reason")
+            );
+        }
+        if let Some(before) = answer.get("next_before").and_then(Value::as_i64) {
+            println!("more: spoki-sync rejects --before {before}");
+        }
+        Ok(())
+    }
+}
+
 fn print_record(record: &Value, json_out: bool) {
     if json_out {
         println!("{record}");
@@ -300,6 +363,14 @@ pub fn human_status(s: &Value) -> String {
     if backlog > 0 {
         let _ = writeln!(out, "mirror:    {backlog} edits waiting to be picked up");
     }
+    held_deletions(&mut out, s);
+    recent_files(&mut out, s);
+    recent_failed_commands(&mut out, s);
+    out
+}
+
+/// Deletions held by the delete guard, one line per direction.
+fn held_deletions(out: &mut String, s: &Value) {
     if let Some(held) = s.get("deletes_held").and_then(Value::as_object) {
         for (direction, count) in held {
             let _ = writeln!(
@@ -310,41 +381,52 @@ pub fn human_status(s: &Value) -> String {
             );
         }
     }
-    if let Some(files) = s.get("recent_files").and_then(Value::as_array) {
-        if !files.is_empty() {
-            let _ = writeln!(out, "recent files:");
-            for f in files {
-                let get = |k: &str| f.get(k).map(Value::to_string).unwrap_or_default();
-                let name = f.get("file").and_then(Value::as_str).unwrap_or("?");
-                if f.get("outcome").and_then(Value::as_str) == Some("failed") {
-                    let _ = writeln!(out, "  {name}: FAILED {}", get("error"));
-                } else {
-                    let _ = writeln!(
-                        out,
-                        "  {name}: {} rows, {} accepted ({} unchanged), {} duplicates, {} rejected",
-                        get("rows"),
-                        get("accepted"),
-                        get("unchanged"),
-                        get("duplicates"),
-                        get("rejected")
-                    );
-                }
-            }
+}
+
+/// The last files with their counts (or their error).
+fn recent_files(out: &mut String, s: &Value) {
+    let Some(files) = s.get("recent_files").and_then(Value::as_array) else {
+        return;
+    };
+    if files.is_empty() {
+        return;
+    }
+    let _ = writeln!(out, "recent files:");
+    for f in files {
+        let get = |k: &str| f.get(k).map(Value::to_string).unwrap_or_default();
+        let name = f.get("file").and_then(Value::as_str).unwrap_or("?");
+        if f.get("outcome").and_then(Value::as_str) == Some("failed") {
+            let _ = writeln!(out, "  {name}: FAILED {}", get("error"));
+        } else {
+            let _ = writeln!(
+                out,
+                "  {name}: {} rows, {} accepted ({} unchanged), {} duplicates, {} rejected",
+                get("rows"),
+                get("accepted"),
+                get("unchanged"),
+                get("duplicates"),
+                get("rejected")
+            );
         }
     }
-    if let Some(failed) = s.get("recent_failed_commands").and_then(Value::as_array) {
-        if !failed.is_empty() {
-            let _ = writeln!(out, "recent failed commands:");
-            for f in failed {
-                let _ = writeln!(
-                    out,
-                    "  {} {}: {}",
-                    f.get("id").and_then(Value::as_str).unwrap_or("?"),
-                    f.get("action").and_then(Value::as_str).unwrap_or("?"),
-                    f.get("error").map(Value::to_string).unwrap_or_default()
-                );
-            }
-        }
+}
+
+/// The last failed commands with their errors.
+fn recent_failed_commands(out: &mut String, s: &Value) {
+    let Some(failed) = s.get("recent_failed_commands").and_then(Value::as_array) else {
+        return;
+    };
+    if failed.is_empty() {
+        return;
     }
-    out
+    let _ = writeln!(out, "recent failed commands:");
+    for f in failed {
+        let _ = writeln!(
+            out,
+            "  {} {}: {}",
+            f.get("id").and_then(Value::as_str).unwrap_or("?"),
+            f.get("action").and_then(Value::as_str).unwrap_or("?"),
+            f.get("error").map(Value::to_string).unwrap_or_default()
+        );
+    }
 }

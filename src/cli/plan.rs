@@ -35,7 +35,7 @@ pub async fn plan(
 ) -> Result<Plan, IngestError> {
     crate::normalise::warm_up();
     let store = Store::open_read_only(&settings.storage.database).await?;
-    let mut sink = PlanSink { store, writes: 0 };
+    let mut sink = PlanSink::new(store);
     let list = list.map_or(ListId::NONE, ListId);
     let name = file
         .file_name()

@@ -1,8 +1,11 @@
-//! Every Spoki action as a queued command (CONTRACT §6, §8): typed params checked before
+//! Every Spoki action as a queued command (docs/actions.md, docs/admin-api.md): typed params checked before
 //! anything is queued (`params`, `types`), a durable queue in SQLite (`store::commands`), and
 //! a worker that runs it under the per-action budgets (`worker`).
 
+pub mod automation;
+pub mod describe;
 pub mod params;
+pub mod replaced;
 pub mod types;
 pub mod worker;
 
@@ -11,6 +14,7 @@ use std::sync::Arc;
 use serde_json::Value;
 use tokio::sync::Notify;
 
+pub use describe::{ParamDoc, describe};
 pub use params::{ParamError, Prepared, prepare};
 pub use worker::{CommandWorker, WorkerSettings};
 

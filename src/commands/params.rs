@@ -1,15 +1,16 @@
 //! One typed request per action. `prepare` checks a command's `params` against its type
 //! before anything is queued, and renders the Spoki request the queue will send: `id` fills
 //! the path, the other params become the query (GET, DELETE) or the JSON body (POST, PATCH),
-//! and `bulk_sync_contacts` sends its contacts array itself (CONTRACT §8).
+//! and `bulk_sync_contacts` sends its contacts array itself (docs/actions.md).
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use super::describe::{self, Described, ParamDoc};
 use super::types::{
     CampaignStatus, ContactIn, ContactStatus, Contacts, Date, DateTime, E164, Email, FieldCode,
-    FieldType, Granularity, Id, RoleName, SortOrder, TemplateCategory, Text, TicketPriority,
+    FieldType, Given, Granularity, Id, RoleName, SortOrder, TemplateCategory, Text, TicketPriority,
     TicketStatus, WebhookPlatform,
 };
 use crate::spoki::actions::{Action, Method};
@@ -45,7 +46,8 @@ pub struct Rendered {
 #[derive(Clone, Debug)]
 pub struct Prepared {
     pub action: Action,
-    /// The params as checked, `null`s dropped; what `GET /v1/commands/{id}` shows.
+    /// The params as checked (a top-level `null` of a create or read means "not given" and is
+    /// dropped; in a PATCH it clears the field and stays); what `GET /v1/commands/{id}` shows.
     pub params: Value,
     pub request: Rendered,
 }
@@ -60,7 +62,10 @@ pub fn prepare(action: &str, params: Value) -> Result<Prepared, ParamError> {
         let hint = if near.is_empty() {
             "`spoki-sync actions` lists them".to_owned()
         } else {
-            format!("did you mean {}?", near.join(", "))
+            format!(
+                "did you mean {}? (`spoki-sync actions` lists them all)",
+                near.join(", ")
+            )
         };
         return Err(ParamError::new(
             "action",
@@ -82,8 +87,15 @@ pub fn prepare(action: &str, params: Value) -> Result<Prepared, ParamError> {
     } else {
         None
     };
-    let checked = check(spec, Value::Object(params))?;
-    let checked = drop_nulls(checked);
+    let checked = checked(spec, Value::Object(params))?;
+    // A PATCH (and the upsert of one contact) says exactly what the user said: its `null`s
+    // clear fields. Elsewhere a
+    // top-level `null` is an optional field not given; nested ones are the user's and stay.
+    let checked = if spec.method() == Method::Patch || spec == Action::CreateOrUpdateContact {
+        checked
+    } else {
+        drop_top_level_nulls(checked)
+    };
     let path = match id {
         Some(id) => spec.path().replace("{id}", &id.to_string()),
         None => spec.path().to_owned(),
@@ -149,16 +161,12 @@ fn scalar(v: &Value) -> String {
     }
 }
 
-/// `null` means "not given": optional fields left out are not sent, at any depth.
-fn drop_nulls(v: Value) -> Value {
+/// Optional fields not given serialise as `null` at the top level: they are not sent.
+fn drop_top_level_nulls(v: Value) -> Value {
     match v {
-        Value::Object(map) => Value::Object(
-            map.into_iter()
-                .filter(|(_, v)| !v.is_null())
-                .map(|(k, v)| (k, drop_nulls(v)))
-                .collect(),
-        ),
-        Value::Array(items) => Value::Array(items.into_iter().map(drop_nulls).collect()),
+        Value::Object(map) => {
+            Value::Object(map.into_iter().filter(|(_, v)| !v.is_null()).collect())
+        }
         other => other,
     }
 }
@@ -170,7 +178,47 @@ trait Check {
     }
 }
 
-fn typed<T: DeserializeOwned + Serialize + Check>(params: Value) -> Result<Value, ParamError> {
+/// A params type: checked, and described from the same declaration.
+trait Typed: DeserializeOwned + Serialize + Check + Described {}
+impl<T: DeserializeOwned + Serialize + Check + Described> Typed for T {}
+
+/// What `check` does with an action's params type: check these params against it, or list
+/// the params it takes. One table serves both, so they cannot disagree.
+enum Mode {
+    Check(Value),
+    Describe,
+}
+
+/// What `check` gives back for each `Mode`.
+enum Done {
+    Checked(Result<Value, ParamError>),
+    Described(Vec<ParamDoc>),
+}
+
+fn typed<T: Typed>(params: Mode) -> Done {
+    match params {
+        Mode::Check(value) => Done::Checked(validate::<T>(value)),
+        Mode::Describe => Done::Described(T::params()),
+    }
+}
+
+/// The params `action` takes besides the path's `id` (see `describe::describe`).
+pub(super) fn described(action: Action) -> Vec<ParamDoc> {
+    match check(action, Mode::Describe) {
+        Done::Described(docs) => docs,
+        Done::Checked(_) => Vec::new(),
+    }
+}
+
+/// Checks `params` against `action`'s type.
+fn checked(action: Action, params: Value) -> Result<Value, ParamError> {
+    match check(action, Mode::Check(params)) {
+        Done::Checked(result) => result,
+        Done::Described(_) => Err(ParamError::new("", "internal: no check ran")),
+    }
+}
+
+fn validate<T: DeserializeOwned + Serialize + Check>(params: Value) -> Result<Value, ParamError> {
     let parsed: T = serde_path_to_error::deserialize(params).map_err(|e| {
         let path = e.path().to_string();
         let path = if path == "." { String::new() } else { path };
@@ -197,6 +245,40 @@ macro_rules! params {
         #[derive(Debug, Serialize, Deserialize)]
         #[serde(deny_unknown_fields)]
         struct $name { $($field: $ty,)* }
+
+        impl Described for $name {
+            fn params() -> Vec<ParamDoc> {
+                vec![$(describe::field::<$ty>(stringify!($field)),)*]
+            }
+        }
+    };
+}
+
+/// Declares a PATCH params struct: every field optional, and an explicit `null` kept (it
+/// clears the field in Spoki) while a left-out field is not sent.
+macro_rules! patch {
+    ($(#[$meta:meta])* $name:ident { $($field:ident : $ty:ty),* $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Serialize, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct $name {
+            $(#[serde(default, skip_serializing_if = "Given::is_absent")] $field: Given<$ty>,)*
+        }
+
+        impl Described for $name {
+            fn params() -> Vec<ParamDoc> {
+                // Every field may be left out; an explicit `null` clears it.
+                vec![$(describe::field::<Option<$ty>>(stringify!($field)),)*]
+            }
+        }
+
+        impl $name {
+            /// Whether any field was given (a `null` counts: it clears).
+            #[allow(dead_code)]
+            fn any_given(&self) -> bool {
+                false $(|| !self.$field.is_absent())*
+            }
+        }
     };
 }
 
@@ -302,34 +384,34 @@ params!(RemoveFromList {
     phones: Option<Vec<E164>>,
     emails: Option<Vec<Email>>,
 });
-params!(UpdateCampaign {
-    name: Option<Text>,
-    scheduled_datetime: Option<DateTime>,
-    status: Option<CampaignStatus>,
-    automation: Option<Id>,
-    lists: Option<Vec<Id>>,
+patch!(UpdateCampaign {
+    name: Text,
+    scheduled_datetime: DateTime,
+    status: CampaignStatus,
+    automation: Id,
+    lists: Vec<Id>,
 });
-params!(UpdateContact {
-    phone: Option<E164>,
-    first_name: Option<String>,
-    last_name: Option<String>,
-    email: Option<Email>,
-    language: Option<String>,
-    status: Option<ContactStatus>,
-    notes: Option<String>,
-    is_blocked: Option<bool>,
-    custom_fields: Option<std::collections::BTreeMap<String, String>>,
+patch!(UpdateContact {
+    phone: E164,
+    first_name: String,
+    last_name: String,
+    email: Email,
+    language: String,
+    status: ContactStatus,
+    notes: String,
+    is_blocked: bool,
+    custom_fields: std::collections::BTreeMap<String, Option<String>>,
 });
 params!(UpdateLabel { label: Text });
 params!(UpdateTitle { title: Text });
 params!(UpdateRole { role: RoleName });
-params!(UpdateTemplate {
-    name: Option<Text>,
-    category: Option<TemplateCategory>,
-    subcategory: Option<String>,
-    templatelocalization_set: Option<Vec<Map<String, Value>>>,
-    example_custom_fields: Option<Map<String, Value>>,
-    template_groups: Option<Vec<Value>>,
+patch!(UpdateTemplate {
+    name: Text,
+    category: TemplateCategory,
+    subcategory: String,
+    templatelocalization_set: Vec<Map<String, Value>>,
+    example_custom_fields: Map<String, Value>,
+    template_groups: Vec<Value>,
 });
 params!(
     /// `start_automation`: the automation's numeric id and one contact.
@@ -355,11 +437,39 @@ impl Check for CreateMedia {}
 impl Check for CreateTemplate {}
 impl Check for CreateTicket {}
 impl Check for DeleteTemplate {}
-impl Check for Search {}
-impl Check for ListAutomations {}
-impl Check for ListTickets {}
-impl Check for ListCampaigns {}
-impl Check for ListTemplates {}
+impl Check for Search {
+    fn check(&self) -> Result<(), ParamError> {
+        check_page(self.page, self.page_size)
+    }
+}
+
+impl Check for ListAutomations {
+    fn check(&self) -> Result<(), ParamError> {
+        check_page(self.page, self.page_size)
+    }
+}
+
+impl Check for ListTickets {
+    fn check(&self) -> Result<(), ParamError> {
+        check_page(self.page, None)?;
+        if self.per_page == Some(0) {
+            return Err(ParamError::new("per_page", "must be at least 1"));
+        }
+        Ok(())
+    }
+}
+
+impl Check for ListCampaigns {
+    fn check(&self) -> Result<(), ParamError> {
+        check_page(self.page, self.page_size)
+    }
+}
+
+impl Check for ListTemplates {
+    fn check(&self) -> Result<(), ParamError> {
+        check_page(self.page, self.page_size)
+    }
+}
 impl Check for RetrieveTemplate {}
 impl Check for UpdateLabel {}
 impl Check for UpdateTitle {}
@@ -408,27 +518,16 @@ impl Check for RemoveFromList {
 
 impl Check for UpdateCampaign {
     fn check(&self) -> Result<(), ParamError> {
-        let any = self.name.is_some()
-            || self.scheduled_datetime.is_some()
-            || self.status.is_some()
-            || self.automation.is_some()
-            || self.lists.is_some();
-        at_least_one(any, "name, scheduled_datetime, status, automation or lists")
+        at_least_one(
+            self.any_given(),
+            "name, scheduled_datetime, status, automation or lists",
+        )
     }
 }
 
 impl Check for UpdateContact {
     fn check(&self) -> Result<(), ParamError> {
-        let any = self.phone.is_some()
-            || self.first_name.is_some()
-            || self.last_name.is_some()
-            || self.email.is_some()
-            || self.language.is_some()
-            || self.status.is_some()
-            || self.notes.is_some()
-            || self.is_blocked.is_some()
-            || self.custom_fields.is_some();
-        at_least_one(any, "a contact field to change")
+        at_least_one(self.any_given(), "a contact field to change")
     }
 }
 
@@ -454,7 +553,7 @@ fn check_page(page: Option<u32>, page_size: Option<u32>) -> Result<(), ParamErro
 }
 
 /// The type each action's params must fit. Exhaustive: a new action must be given one.
-fn check(action: Action, params: Value) -> Result<Value, ParamError> {
+fn check(action: Action, params: Mode) -> Done {
     use Action as A;
     match action {
         A::AddContactOperator | A::RemoveContactOperator => typed::<Operator>(params),
@@ -572,6 +671,70 @@ mod tests {
     }
 
     #[test]
+    fn a_patch_keeps_the_users_nulls() {
+        let p = prepare("update_contact", json!({"id": 5, "email": null})).expect("clears");
+        assert_eq!(p.request.body, Some(json!({"email": null})));
+        let p = prepare(
+            "update_contact",
+            json!({"id": 5, "first_name": "Anna", "custom_fields": {"CITTA": null}}),
+        )
+        .expect("ok");
+        assert_eq!(
+            p.request.body,
+            Some(json!({"first_name": "Anna", "custom_fields": {"CITTA": null}}))
+        );
+        assert!(prepare("update_contact", json!({"id": 5})).is_err());
+        let p = prepare(
+            "update_campaign",
+            json!({"id": 2, "scheduled_datetime": null}),
+        )
+        .expect("ok");
+        assert_eq!(p.request.body, Some(json!({"scheduled_datetime": null})));
+        // Outside a PATCH a top-level null is a field not given; nested ones stay.
+        let p = prepare(
+            "create_template",
+            json!({"name": "t", "category": "UTILITY", "subcategory": null,
+                   "example_custom_fields": {"CITY": null}}),
+        )
+        .expect("ok");
+        assert_eq!(
+            p.request.body,
+            Some(
+                json!({"name": "t", "category": "UTILITY", "example_custom_fields": {"CITY": null}})
+            )
+        );
+        let p = prepare(
+            "create_or_update_contact",
+            json!({"phone": "+393331234567", "email": null}),
+        )
+        .expect("ok");
+        assert_eq!(
+            p.request.body,
+            Some(json!({"phone": "+393331234567", "email": null}))
+        );
+    }
+
+    #[test]
+    fn every_paged_action_starts_at_page_one() {
+        for action in [
+            "list_contacts",
+            "list_lists",
+            "list_custom_fields",
+            "list_roles",
+            "list_media",
+            "list_tags",
+            "list_partners",
+            "list_automations",
+            "list_campaigns",
+            "list_templates",
+            "list_tickets",
+        ] {
+            assert_eq!(err(action, json!({"page": 0})).field, "page", "{action}");
+            assert!(prepare(action, json!({"page": 1})).is_ok(), "{action}");
+        }
+    }
+
+    #[test]
     fn refusals_name_the_field() {
         assert_eq!(err("no_such_action", json!({})).field, "action");
         let e = err("create_ticket", json!({"title": "x", "status": "Open"}));
@@ -605,8 +768,12 @@ mod tests {
             json!({"granularity": "Week", "start_date": "2026-01-01", "end_date": "2026-02-01"}),
         );
         assert_eq!(e.field, "granularity");
-        let e = err("add_service_user", json!({"role": "Boss", "name": "bot"}));
-        assert_eq!(e.field, "role");
+        // Role names are not a closed list anyone documents: Spoki decides.
+        assert!(prepare("add_service_user", json!({"role": "Boss", "name": "bot"})).is_ok());
+        assert_eq!(
+            err("add_service_user", json!({"role": "", "name": "bot"})).field,
+            "role"
+        );
         let e = err("remove_contacts_from_list", json!({"id": 1}));
         assert!(e.message.contains("at least one"), "{e}");
     }

@@ -1,6 +1,6 @@
 //! Value types that check themselves while being deserialised, so a typed params struct that
 //! parsed is a valid request: E.164 phones, e-mails, ids, dates, custom-field codes and the
-//! enumerations spoki-api.md documents. Each error text names what was expected.
+//! enumerations Spoki documents. Each error text names what was expected.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -10,10 +10,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::normalise;
 
-/// Most contacts one bulk request may carry (spoki-api.md §3.1, §3.2).
+/// Most contacts one bulk request may carry (Spoki's bulk sync endpoints).
 pub const MAX_CONTACTS: usize = 500;
 
-/// A phone in E.164: `+`, a country code that does not start with 0, 8 to 15 digits in all.
+/// A phone in E.164 (`+`, the country code, the number, nothing else), valid by
+/// libphonenumber's metadata: the same rule as the CSV path (`normalise::parse_phone`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct E164(String);
@@ -22,18 +23,22 @@ impl TryFrom<String> for E164 {
     type Error = String;
 
     fn try_from(text: String) -> Result<Self, String> {
-        let ok = text.strip_prefix('+').is_some_and(|digits| {
-            (8..=15).contains(&digits.len())
-                && digits.bytes().all(|b| b.is_ascii_digit())
-                && !digits.starts_with('0')
-        });
-        if ok {
-            Ok(E164(text))
-        } else {
-            Err(format!(
-                "{text:?} is not an E.164 phone number (a + and the country code, then digits \
-                 only, 8 to 15 in all)"
-            ))
+        let parsed = text
+            .starts_with('+')
+            .then(|| {
+                normalise::DefaultRegion::parse("IT")
+                    .and_then(|region| normalise::parse_phone(&text, region).ok())
+            })
+            .flatten();
+        match parsed {
+            Some(phone) if phone.to_string() == text => Ok(E164(text)),
+            Some(phone) => Err(format!(
+                "{text:?} is not written in E.164 (did you mean {phone}?)"
+            )),
+            None => Err(format!(
+                "{text:?} is not a valid phone number in E.164 (a + and the country code, \
+                 then the number's digits)"
+            )),
         }
     }
 }
@@ -149,7 +154,9 @@ impl From<Date> for String {
     }
 }
 
-/// An ISO-8601 (RFC 3339) date and time with its offset, e.g. `2026-12-01T09:00:00+01:00`.
+/// An ISO-8601 date and time, e.g. `2026-12-01T09:00:00+01:00`. Spoki's timestamps are
+/// ISO-8601; whether it needs an offset is not known, so one without (or a bare date) is
+/// passed on and Spoki's own answer decides.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct DateTime(String);
@@ -158,11 +165,22 @@ impl TryFrom<String> for DateTime {
     type Error = String;
 
     fn try_from(text: String) -> Result<Self, String> {
-        chrono::DateTime::parse_from_rfc3339(&text)
-            .map(|_| DateTime(text.clone()))
-            .map_err(|_| {
-                format!("{text:?} is not an ISO-8601 date and time (e.g. 2026-12-01T09:00:00Z)")
-            })
+        let iso = chrono::DateTime::parse_from_rfc3339(&text).is_ok()
+            || [
+                "%Y-%m-%dT%H:%M:%S%.f",
+                "%Y-%m-%dT%H:%M",
+                "%Y-%m-%d %H:%M:%S%.f",
+            ]
+            .iter()
+            .any(|f| chrono::NaiveDateTime::parse_from_str(&text, f).is_ok())
+            || chrono::NaiveDate::parse_from_str(&text, "%Y-%m-%d").is_ok();
+        if iso {
+            Ok(DateTime(text))
+        } else {
+            Err(format!(
+                "{text:?} is not an ISO-8601 date and time (e.g. 2026-12-01T09:00:00Z)"
+            ))
+        }
     }
 }
 
@@ -172,17 +190,10 @@ impl From<DateTime> for String {
     }
 }
 
-/// Codes of Spoki's built-in contact fields, refused as custom-field codes (spoki-api.md §3.3).
-const RESERVED_CODES: [&str; 6] = [
-    "FIRST_NAME",
-    "LAST_NAME",
-    "EMAIL",
-    "PHONE",
-    "ACCOUNT_NAME",
-    "LANGUAGE",
-];
-
-/// A custom-field code: upper-case letters, digits and `_`, starting with a letter, not reserved.
+/// A custom-field code: upper-case letters, digits and `_` (Spoki's codes are written
+/// UPPERCASE_UNDERSCORE). Whether one may start with a digit (`2ND_PHONE`, which the CSV rule
+/// makes from a header) or be one of the built-in names is not known for sure: those are passed
+/// on, and Spoki's own 400 comes back in the command's `error`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct FieldCode(String);
@@ -191,22 +202,17 @@ impl TryFrom<String> for FieldCode {
     type Error = String;
 
     fn try_from(text: String) -> Result<Self, String> {
-        let shaped = text.starts_with(|c: char| c.is_ascii_uppercase())
+        let shaped = !text.is_empty()
             && text
                 .bytes()
                 .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_');
-        if !shaped {
-            return Err(format!(
-                "{text:?} is not a custom-field code (upper-case letters, digits and _, \
-                 starting with a letter)"
-            ));
+        if shaped {
+            Ok(FieldCode(text))
+        } else {
+            Err(format!(
+                "{text:?} is not a custom-field code (upper-case letters, digits and _)"
+            ))
         }
-        if RESERVED_CODES.contains(&text.as_str()) {
-            return Err(format!(
-                "{text:?} is a built-in contact field, not a custom field"
-            ));
-        }
-        Ok(FieldCode(text))
     }
 }
 
@@ -249,6 +255,16 @@ macro_rules! string_enum {
         pub enum $name {
             $(#[serde(rename = $wire)] $variant,)+
         }
+
+        impl crate::commands::describe::Shape for $name {
+            fn kind() -> String {
+                let quoted: Vec<String> = [$($wire),+].iter().map(|w| format!("{w:?}")).collect();
+                format!("one of {}", quoted.join(", "))
+            }
+            fn sample() -> serde_json::Value {
+                serde_json::Value::from([$($wire),+][0])
+            }
+        }
     };
 }
 
@@ -268,14 +284,10 @@ string_enum!(
     /// `granularity` of a report.
     Granularity { Day = "Day", Month = "Month", Year = "Year" }
 );
-string_enum!(
-    /// Role names seen in Spoki's examples.
-    RoleName {
-        Administrator = "Administrator",
-        ChatOperator = "Chat Operator",
-        ChatOperatorManager = "Chat Operator Manager",
-    }
-);
+/// A role name. Spoki's examples show `Administrator`, `Chat Operator` and `Chat Operator
+/// Manager`, but no source says the list is closed: any other name is passed on, and Spoki's
+/// own answer decides.
+pub type RoleName = Text;
 string_enum!(
     /// Marketing consent of a contact.
     ContactStatus { NotDeclared = "Not Declared", Subscribed = "Subscribed", Unsubscribed = "Unsubscribed" }
@@ -313,17 +325,58 @@ string_enum!(
     }
 );
 
-/// One contact as the sync endpoints take it.
+/// A field as the user gave it: left out, an explicit `null` (to clear it), or a value. Only
+/// a left-out field is left out of the request.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum Given<T> {
+    #[default]
+    Absent,
+    Null,
+    Value(T),
+}
+
+impl<T> Given<T> {
+    pub fn is_absent(&self) -> bool {
+        matches!(self, Given::Absent)
+    }
+}
+
+impl<T: Serialize> Serialize for Given<T> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Given::Value(v) => v.serialize(s),
+            Given::Absent | Given::Null => s.serialize_none(),
+        }
+    }
+}
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Given<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        // Called only for a key that is present (`#[serde(default)]` covers the rest).
+        Ok(match Option::<T>::deserialize(d)? {
+            Some(v) => Given::Value(v),
+            None => Given::Null,
+        })
+    }
+}
+
+/// One contact as the sync endpoints take it; an explicit `null` is sent as given.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ContactIn {
     pub phone: E164,
-    pub first_name: Option<String>,
-    pub last_name: Option<String>,
-    pub email: Option<Email>,
-    pub language: Option<String>,
-    pub status: Option<ContactStatus>,
-    pub custom_fields: Option<BTreeMap<String, String>>,
+    #[serde(default, skip_serializing_if = "Given::is_absent")]
+    pub first_name: Given<String>,
+    #[serde(default, skip_serializing_if = "Given::is_absent")]
+    pub last_name: Given<String>,
+    #[serde(default, skip_serializing_if = "Given::is_absent")]
+    pub email: Given<Email>,
+    #[serde(default, skip_serializing_if = "Given::is_absent")]
+    pub language: Given<String>,
+    #[serde(default, skip_serializing_if = "Given::is_absent")]
+    pub status: Given<ContactStatus>,
+    #[serde(default, skip_serializing_if = "Given::is_absent")]
+    pub custom_fields: Given<BTreeMap<String, Option<String>>>,
 }
 
 /// 1 to 500 contacts.
@@ -373,6 +426,8 @@ mod tests {
             "+39 333 1234567",
             "+1234567",
             "+",
+            // Fifteen digits, so the old 8-15 digit rule took it; no such Italian number.
+            "+393331234567890",
         ] {
             assert!(E164::try_from(bad.to_owned()).is_err(), "{bad}");
         }
@@ -391,7 +446,11 @@ mod tests {
     fn codes_and_enums() {
         assert!(FieldCode::try_from("ORDER_ID".to_owned()).is_ok());
         assert!(FieldCode::try_from("order_id".to_owned()).is_err());
-        assert!(FieldCode::try_from("EMAIL".to_owned()).is_err());
+        // Single-source rules are Spoki's to apply: passed on.
+        assert!(FieldCode::try_from("2ND_PHONE".to_owned()).is_ok());
+        assert!(FieldCode::try_from("EMAIL".to_owned()).is_ok());
+        assert!(DateTime::try_from("2026-12-01T09:00:00".to_owned()).is_ok());
+        assert!(DateTime::try_from("tomorrow".to_owned()).is_err());
         assert!(serde_json::from_value::<TicketStatus>(json!("In Progress")).is_ok());
         assert!(serde_json::from_value::<TicketStatus>(json!("open")).is_err());
         assert!(serde_json::from_value::<FieldType>(json!(4)).is_err());

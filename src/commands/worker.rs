@@ -23,7 +23,9 @@ use tokio::sync::Notify;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use super::automation::{self, Started, Triggers};
 use super::params::Rendered;
+use super::replaced::Replaced;
 use crate::live::Live;
 use crate::outbound::limits::Budgets;
 use crate::outbound::sender::{Sender, Sent, Slot};
@@ -48,6 +50,10 @@ pub struct CommandWorker {
     sender: Sender,
     settings: Live<WorkerSettings>,
     wake: Arc<Notify>,
+    /// Automation triggers looked up so far (`start_automation`).
+    triggers: Triggers,
+    /// Removed routes already found gone (onboarding link, reports).
+    replaced: Replaced,
 }
 
 /// What one attempt came to.
@@ -75,6 +81,8 @@ impl CommandWorker {
             store,
             settings,
             wake,
+            triggers: Triggers::default(),
+            replaced: Replaced::default(),
         }
     }
 
@@ -163,7 +171,19 @@ impl CommandWorker {
             if busy.contains(&action) {
                 continue;
             }
-            match self.sender.try_slot(action) {
+            // An automation start whose trigger is not known yet looks it up first, under
+            // the lookup's own budget; the start's slot is taken only once it is known.
+            let first = if action == Action::StartAutomation
+                && self
+                    .triggers
+                    .get(automation::automation_of(&cmd.params))
+                    .is_none()
+            {
+                Action::RetrieveAutomation
+            } else {
+                action
+            };
+            match self.sender.try_slot(first) {
                 Ok(slot) => {
                     busy.insert(action);
                     let me = self.clone();
@@ -287,15 +307,32 @@ impl CommandWorker {
             };
         }
         let sent = if action == Action::StartAutomation {
-            self.start_automation(slot, cmd).await
-        } else {
-            self.sender.send(slot, self.call(action, &request)).await
-        };
-        let sent = match sent {
-            Sent::Refused { status: 404, .. } if action == Action::CreateAccountOnboardingLink => {
-                self.onboarding_fallback(&request).await
+            match automation::start(&self.sender, &self.triggers, slot, &cmd.params).await {
+                Started::Sent(sent) => sent,
+                Started::Again(after) => {
+                    return Attempt::Retry {
+                        after,
+                        reason: "waiting for a slot to start the automation".to_owned(),
+                        http_status: None,
+                        failure: false,
+                        ambiguous: false,
+                    };
+                }
             }
-            other => other,
+        } else if self.replaced.gone(action) {
+            self.replaced
+                .send(&self.sender, slot, action, &request, None)
+                .await
+        } else {
+            let sent = self.sender.send(slot, self.call(action, &request)).await;
+            if self.replaced.says_gone(action, &sent) {
+                let slot = self.sender.slot(action).await;
+                self.replaced
+                    .send(&self.sender, slot, action, &request, Some(sent))
+                    .await
+            } else {
+                sent
+            }
         };
         self.judge(action, cmd, sent)
     }
@@ -313,97 +350,6 @@ impl CommandWorker {
                 request.body.as_ref(),
             )
             .await
-    }
-
-    /// `accounts/{id}/onboarding/` was removed upstream and answers 404 (spoki-api.md §3.10);
-    /// the partner variant `POST partners/onboarding/ {"account": id}` makes the link.
-    async fn onboarding_fallback(&self, request: &Rendered) -> Sent<Answer> {
-        let account = request
-            .path
-            .trim_start_matches("accounts/")
-            .split('/')
-            .next()
-            .and_then(|id| id.parse::<u64>().ok())
-            .unwrap_or_default();
-        tracing::info!(
-            account,
-            "accounts/{{id}}/onboarding/ answered 404; using partners/onboarding/"
-        );
-        let slot = self.sender.slot(Action::CreateAccountOnboardingLink).await;
-        let body = json!({ "account": account });
-        let call = self.sender.client().send(
-            Action::CreateAccountOnboardingLink,
-            Method::POST,
-            "partners/onboarding/",
-            &[],
-            Some(&body),
-        );
-        self.sender.send(slot, call).await
-    }
-
-    /// Looks up the automation's active API trigger and starts it for the contact.
-    /// The lookup is charged to `retrieve_automation`'s budget; a lookup that fails started
-    /// nothing, so it is retried like any read.
-    async fn start_automation(&self, slot: Slot, cmd: &DueCommand) -> Sent<Answer> {
-        let mut body = cmd.params.clone();
-        let automation = body
-            .as_object_mut()
-            .and_then(|m| m.remove("automation"))
-            .and_then(|v| v.as_u64())
-            .unwrap_or_default();
-        let lookup = self.sender.slot(Action::RetrieveAutomation).await;
-        let path = format!("automations/{automation}/");
-        let call =
-            self.sender
-                .client()
-                .send(Action::RetrieveAutomation, Method::GET, &path, &[], None);
-        let found = match self.sender.send(lookup, call).await {
-            Sent::Done(found) => found,
-            Sent::Transient { error, .. } => {
-                return Sent::Transient {
-                    error,
-                    may_have_applied: false,
-                };
-            }
-            other => return other,
-        };
-        let trigger = found
-            .body
-            .as_ref()
-            .and_then(|a| a.get("webhook_set"))
-            .and_then(Value::as_array)
-            .and_then(|set| {
-                set.iter().find(|t| {
-                    t.get("is_active").and_then(Value::as_bool).unwrap_or(true)
-                        && t.get("uuid").and_then(Value::as_str).is_some()
-                        && t.get("secret").and_then(Value::as_str).is_some()
-                })
-            });
-        let Some(trigger) = trigger else {
-            return Sent::Refused {
-                status: 400,
-                items: None,
-                body: json!({
-                    "error": format!(
-                        "automation {automation} has no active API trigger (webhook_set); add an \
-                         \"API Url\" start trigger to it in Spoki"
-                    )
-                }),
-            };
-        };
-        let uuid = trigger
-            .get("uuid")
-            .and_then(Value::as_str)
-            .unwrap_or_default();
-        let secret = trigger.get("secret").cloned().unwrap_or(Value::Null);
-        if let Some(map) = body.as_object_mut() {
-            map.insert("secret".to_owned(), secret);
-        }
-        let call = self
-            .sender
-            .client()
-            .post_trigger(Action::StartAutomation, uuid, &body);
-        self.sender.send(slot, call).await
     }
 
     fn judge(&self, action: Action, cmd: &DueCommand, sent: Sent<Answer>) -> Attempt {
@@ -428,7 +374,7 @@ impl CommandWorker {
                     result: None,
                 })
             }
-            // CONTRACT §8: a 4xx other than 429 fails the command at once.
+            // A 4xx other than 429 fails the command at once.
             Sent::Refused { status, body, .. } | Sent::Unauthorized { status, body } => {
                 Attempt::Done(Outcome::Failed {
                     http_status: Some(status),

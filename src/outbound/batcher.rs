@@ -125,6 +125,8 @@ impl Batcher {
 
     pub fn update_settings(&self, s: BatcherSettings) {
         *self.settings.write().unwrap_or_else(|e| e.into_inner()) = s;
+        // A reload is the operator's way to say "try the refused custom fields again".
+        self.custom_fields.recheck();
         self.wake.notify_one();
     }
 
@@ -444,33 +446,15 @@ impl Batcher {
         let action = request.action();
         match result {
             // A 2xx whose body we could not read still means Spoki took the write.
-            Sent::Done(_) | Sent::Garbled { .. } => {
-                if let Sent::Garbled { reason } = result {
-                    tracing::warn!(
-                        action = action.name(),
-                        reason,
-                        "2xx with an unexpected body; counting it as done"
-                    );
-                }
-                let none = HashMap::new();
-                let ids = match result {
-                    Sent::Done(ids) => ids,
-                    _ => &none,
-                };
-                self.store.acknowledge_noting(rows, ids, stripped).await?;
-                bump(&self.stats.contacts_acknowledged, rows.len() as u64);
-                metrics::counter!("spoki_sync_contacts_sent_total", "action" => action.name())
-                    .increment(rows.len() as u64);
-                metrics::histogram!("spoki_sync_batch_fill_contacts", "action" => action.name())
-                    .record(rows.len() as f64);
-                let first = rows.iter().map(|r| r.id).min().unwrap_or_default();
-                let last = rows.iter().map(|r| r.id).max().unwrap_or_default();
-                tracing::info!(
+            Sent::Done(ids) => self.settle_done(action, rows, ids, stripped).await?,
+            Sent::Garbled { reason } => {
+                tracing::warn!(
                     action = action.name(),
-                    contacts = rows.len(),
-                    outbox_rows = %format!("{first}..={last}"),
-                    "Spoki acknowledged contacts"
+                    reason,
+                    "2xx with an unexpected body; counting it as done"
                 );
+                self.settle_done(action, rows, &HashMap::new(), stripped)
+                    .await?;
             }
             Sent::Throttled { .. } => {
                 bump(&self.stats.throttled, 1);
@@ -507,29 +491,63 @@ impl Batcher {
             // 5xx, timeouts, broken connections, auth errors (401/403, the account's problem
             // rather than the rows'), and refusals that name no fault of the rows: retry later,
             // never drop.
-            other => {
-                bump(&self.stats.retries, 1);
-                metrics::counter!("spoki_sync_retries_total", "action" => action.name())
-                    .increment(1);
-                let attempts = rows.iter().map(|r| r.attempts).max().unwrap_or(0) + 1;
-                let failures = u32::try_from(attempts).unwrap_or(u32::MAX);
-                let max_backoff = self.settings().max_backoff;
-                let delay = other
-                    .retry_in(failures, max_backoff)
-                    .unwrap_or_else(|| backoff::delay(failures, max_backoff));
-                let text = other.describe();
-                tracing::warn!(action = action.name(), error = %text, attempt = attempts, retry_in_ms = delay.as_millis() as u64, "request failed; will retry");
-                self.store
-                    .release(
-                        rows,
-                        Release::now()
-                            .because(&text)
-                            .failed_until(now_ms() + delay.as_millis() as i64),
-                    )
-                    .await?;
-            }
+            other => self.settle_retry(action, rows, other).await?,
         }
         Ok(())
+    }
+
+    /// Spoki took the write (a 2xx, even one whose body we could not read).
+    async fn settle_done(
+        &self,
+        action: Action,
+        rows: &[OutboxRow],
+        ids: &HashMap<Phone, i64>,
+        stripped: &[(OutboxRow, String)],
+    ) -> Result<(), StoreError> {
+        self.store.acknowledge_noting(rows, ids, stripped).await?;
+        bump(&self.stats.contacts_acknowledged, rows.len() as u64);
+        metrics::counter!("spoki_sync_contacts_sent_total", "action" => action.name())
+            .increment(rows.len() as u64);
+        metrics::histogram!("spoki_sync_batch_fill_contacts", "action" => action.name())
+            .record(rows.len() as f64);
+        let first = rows.iter().map(|r| r.id).min().unwrap_or_default();
+        let last = rows.iter().map(|r| r.id).max().unwrap_or_default();
+        tracing::info!(
+            action = action.name(),
+            contacts = rows.len(),
+            outbox_rows = %format!("{first}..={last}"),
+            "Spoki acknowledged contacts"
+        );
+        Ok(())
+    }
+
+    /// 5xx, timeouts, broken connections, auth errors (401/403, the account's problem rather
+    /// than the rows'), and refusals that name no fault of the rows: retry later, never drop.
+    async fn settle_retry(
+        &self,
+        action: Action,
+        rows: &[OutboxRow],
+        outcome: &Sent<HashMap<Phone, i64>>,
+    ) -> Result<(), StoreError> {
+        bump(&self.stats.retries, 1);
+        metrics::counter!("spoki_sync_retries_total", "action" => action.name()).increment(1);
+        let attempts = rows.iter().map(|r| r.attempts).max().unwrap_or(0) + 1;
+        let failures = u32::try_from(attempts).unwrap_or(u32::MAX);
+        let max_backoff = self.settings().max_backoff;
+        let delay = outcome
+            .retry_in(failures, max_backoff)
+            .unwrap_or_else(|| backoff::delay(failures, max_backoff));
+        let text = outcome.describe();
+        tracing::warn!(action = action.name(), error = %text, attempt = attempts,
+            retry_in_ms = delay.as_millis() as u64, "request failed; will retry");
+        self.store
+            .release(
+                rows,
+                Release::now()
+                    .because(&text)
+                    .failed_until(now_ms() + delay.as_millis() as i64),
+            )
+            .await
     }
 
     /// A 400: reject the rows Spoki named (`items`, read by the client from the body); if it

@@ -25,6 +25,13 @@ pub struct Slot {
     budget: Arc<Budget>,
 }
 
+impl Slot {
+    /// The action whose budget this slot is of.
+    pub fn action(&self) -> Action {
+        self.action
+    }
+}
+
 /// What one request came to.
 #[derive(Debug)]
 pub enum Sent<T> {

@@ -1,4 +1,4 @@
-//! Spoki → mirror (CONTRACT §4): the `Mirror` handle its tasks share, and what turns a
+//! Spoki → mirror (docs/mirror.md): the `Mirror` handle its tasks share, and what turns a
 //! contact as Spoki sent it into ours.
 //! - `pull`: the puller pages through Spoki's contacts and merges them into the mirror, field
 //!   by field, at `mirror.pull_interval` and on demand;

@@ -31,99 +31,41 @@ pub fn digest(text: &str) -> [u8; 32] {
     sha2::Sha256::digest(text.as_bytes()).into()
 }
 
+/// The names of the keys whose values differ between `$old` and `$new`.
+macro_rules! changed_keys {
+    ($old:ident, $new:ident; $($($field:ident).+),+ $(,)?) => {{
+        let mut keys: Vec<String> = Vec::new();
+        $(
+            if $old.$($field).+ != $new.$($field).+ {
+                keys.push(stringify!($($field).+).replace(' ', ""));
+            }
+        )+
+        keys
+    }};
+}
+
 /// The keys a reload changed: those now in force, and those that need a restart.
 fn differences(old: &Settings, new: &Settings) -> Reloaded {
-    let pick = |pairs: &[(bool, &str)]| -> Vec<String> {
-        pairs
-            .iter()
-            .filter(|(changed, _)| *changed)
-            .map(|(_, key)| (*key).to_owned())
-            .collect()
-    };
-    let applied = pick(&[
-        (
-            old.spoki.rate_limits != new.spoki.rate_limits,
-            "spoki.rate_limits",
-        ),
-        (old.spoki.api_key != new.spoki.api_key, "spoki.api_key"),
-        (old.admin.token != new.admin.token, "admin.token"),
-        (
-            old.webhooks.secret != new.webhooks.secret,
-            "webhooks.secret",
-        ),
-        (
-            old.webhooks.spoki_secret != new.webhooks.spoki_secret,
-            "webhooks.spoki_secret",
-        ),
-        (old.log.filter != new.log.filter, "log.filter"),
-        (old.csv.settle != new.csv.settle, "csv.settle"),
-        (
-            old.csv.rescan_interval != new.csv.rescan_interval,
-            "csv.rescan_interval",
-        ),
-        (
-            old.csv.default_region != new.csv.default_region,
-            "csv.default_region",
-        ),
-        (
-            old.csv.create_custom_fields != new.csv.create_custom_fields,
-            "csv.create_custom_fields",
-        ),
-        (
-            old.csv.max_new_custom_fields != new.csv.max_new_custom_fields,
-            "csv.max_new_custom_fields",
-        ),
-        (
-            old.mirror.poll_interval != new.mirror.poll_interval,
-            "mirror.poll_interval",
-        ),
-        (
-            old.mirror.pull_interval != new.mirror.pull_interval,
-            "mirror.pull_interval",
-        ),
-        (
-            old.batch.max_backoff != new.batch.max_backoff,
-            "batch.max_backoff",
-        ),
-        (
-            old.commands.max_attempts != new.commands.max_attempts,
-            "commands.max_attempts",
-        ),
-    ]);
-    let need_restart = pick(&[
-        (old.spoki.base_url != new.spoki.base_url, "spoki.base_url"),
-        (old.spoki.timeout != new.spoki.timeout, "spoki.timeout"),
-        (
-            old.storage.database != new.storage.database,
-            "storage.database",
-        ),
-        (
-            old.storage.check_interval != new.storage.check_interval,
-            "storage.check_interval",
-        ),
-        (
-            old.storage.wal_max_size != new.storage.wal_max_size,
-            "storage.wal_max_size",
-        ),
-        (
-            old.storage.retention != new.storage.retention,
-            "storage.retention",
-        ),
-        (old.csv.inbox != new.csv.inbox, "csv.inbox"),
-        (old.admin.listen != new.admin.listen, "admin.listen"),
-        (
-            old.admin.limits != new.admin.limits,
-            "admin.max_connections/header_timeout/body_timeout",
-        ),
-        (
-            old.webhooks.listen != new.webhooks.listen,
-            "webhooks.listen",
-        ),
-        (
-            old.webhooks.limits != new.webhooks.limits,
-            "webhooks.max_connections/header_timeout/body_timeout",
-        ),
-    ]);
+    let applied = changed_keys!(old, new;
+        spoki.rate_limits, spoki.api_key, admin.token, webhooks.secret, webhooks.spoki_secret,
+        log.filter, csv.settle, csv.rescan_interval, csv.default_region,
+        csv.create_custom_fields, csv.max_new_custom_fields, mirror.poll_interval,
+        mirror.pull_interval, batch.max_backoff, commands.max_attempts,
+    );
+    let mut need_restart = changed_keys!(old, new;
+        spoki.base_url, spoki.timeout, storage.database, storage.check_interval,
+        storage.wal_max_size, storage.retention, csv.inbox, admin.listen, webhooks.listen,
+    );
+    for (section, limits_changed) in [
+        ("admin", old.admin.limits != new.admin.limits),
+        ("webhooks", old.webhooks.limits != new.webhooks.limits),
+    ] {
+        if limits_changed {
+            need_restart.push(format!(
+                "{section}.max_connections/header_timeout/body_timeout"
+            ));
+        }
+    }
     Reloaded {
         applied,
         need_restart,

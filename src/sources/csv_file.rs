@@ -1,4 +1,4 @@
-//! Reads one CSV file exactly as CONTRACT §3 says: UTF-8 (BOM or not) or Windows-1252, the
+//! Reads one CSV file exactly as docs/csv.md says: UTF-8 (BOM or not) or Windows-1252, the
 //! delimiter guessed from the header line, header aliases, custom-field codes, and the line on
 //! which each record starts. Streams: memory does not grow with the file.
 
@@ -89,7 +89,7 @@ impl RawRow {
         if let Some(e) = &self.email
             && normalise::normalise_email(e).is_none()
         {
-            return Err(RowIssue::InvalidEmail);
+            return Err(RowIssue::InvalidEmail(e.clone()));
         }
         normalise::check_sizes(&self.fields)?;
         if let Some(e) = &self.email
@@ -128,11 +128,56 @@ impl Format {
     }
 }
 
+/// How a file's cells become a row: the column each cell feeds and the encoding. Cheap to
+/// clone, so rows can be built on several threads.
+#[derive(Clone, Debug)]
+pub struct Layout {
+    columns: Vec<Column>,
+    encoding: Encoding,
+}
+
+impl Layout {
+    /// The row a (non-blank) record holds.
+    pub fn row(&self, record: &csv::ByteRecord) -> RawRow {
+        let line = record.position().map_or(0, |p| p.line());
+        let mut row = RawRow {
+            line,
+            phone: String::new(),
+            email: None,
+            fields: ContactFields::default(),
+        };
+        for (col, cell) in self.columns.iter().zip(record.iter()) {
+            if cell.is_empty() || matches!(col, Column::Skip) {
+                continue;
+            }
+            let text = decode(cell, self.encoding);
+            if let Column::Phone = col {
+                row.phone = text.trim().to_string();
+                continue;
+            }
+            let value = normalise::clean_text(&text);
+            match col {
+                Column::FirstName => row.fields.first_name = value,
+                Column::LastName => row.fields.last_name = value,
+                Column::Email => row.email = value,
+                Column::Language => row.fields.language = value,
+                Column::Custom(code) => {
+                    if let Some(v) = value {
+                        row.fields.custom_fields.insert(code.clone(), v);
+                    }
+                }
+                Column::Phone | Column::Skip => {}
+            }
+        }
+        row
+    }
+}
+
 /// An open CSV file positioned after its header.
 pub struct CsvFile {
     reader: csv::Reader<BufReader<File>>,
     format: Format,
-    columns: Vec<Column>,
+    layout: Layout,
     record: csv::ByteRecord,
     /// Custom-field codes, in column order.
     pub custom_codes: Vec<String>,
@@ -189,7 +234,7 @@ impl CsvFile {
         Ok(CsvFile {
             reader,
             format,
-            columns,
+            layout: Layout { columns, encoding },
             record: csv::ByteRecord::new(),
             custom_codes,
             custom_headers,
@@ -200,61 +245,53 @@ impl CsvFile {
         self.format
     }
 
+    /// How this file's records become rows (after `drop_custom_codes`, if called).
+    pub fn layout(&self) -> Layout {
+        self.layout.clone()
+    }
+
     /// Leaves the given custom-field codes out of every row from now on.
     pub fn drop_custom_codes(&mut self) {
-        for col in &mut self.columns {
-            if matches!(col, Column::Custom(_)) {
+        self.drop_custom_codes_where(|_| true);
+    }
+
+    /// Leaves out the custom columns whose code `drop` picks.
+    pub fn drop_custom_codes_where(&mut self, drop: impl Fn(&str) -> bool) {
+        for col in &mut self.layout.columns {
+            if matches!(col, Column::Custom(code) if drop(code)) {
                 *col = Column::Skip;
             }
         }
     }
 
-    /// The next record, or `None` at the end of the file.
-    pub fn next_row(&mut self) -> Result<Option<RawRow>, FileError> {
+    /// Reads the next non-blank record into `record` (reusing its buffers); false at the end
+    /// of the file.
+    pub fn read_record(&mut self, record: &mut csv::ByteRecord) -> Result<bool, FileError> {
         loop {
             let more = self
                 .reader
-                .read_byte_record(&mut self.record)
+                .read_byte_record(record)
                 .map_err(|e| FileError::Csv(e.to_string()))?;
             if !more {
-                return Ok(None);
+                return Ok(false);
             }
-            if self
-                .record
-                .iter()
-                .all(|c| c.iter().all(u8::is_ascii_whitespace))
-            {
-                continue;
+            if !record.iter().all(|c| c.iter().all(u8::is_ascii_whitespace)) {
+                return Ok(true);
             }
-            let line = self.record.position().map_or(0, |p| p.line());
-            let mut row = RawRow {
-                line,
-                phone: String::new(),
-                email: None,
-                fields: ContactFields::default(),
-            };
-            for (col, cell) in self.columns.iter().zip(self.record.iter()) {
-                if cell.is_empty() || matches!(col, Column::Skip) {
-                    continue;
-                }
-                let text = decode(cell, self.format.encoding);
-                let value = normalise::clean_text(&text);
-                match col {
-                    Column::Phone => row.phone = text.trim().to_string(),
-                    Column::FirstName => row.fields.first_name = value,
-                    Column::LastName => row.fields.last_name = value,
-                    Column::Email => row.email = value,
-                    Column::Language => row.fields.language = value,
-                    Column::Custom(code) => {
-                        if let Some(v) = value {
-                            row.fields.custom_fields.insert(code.clone(), v);
-                        }
-                    }
-                    Column::Skip => {}
-                }
-            }
-            return Ok(Some(row));
         }
+    }
+
+    /// The next row, or `None` at the end of the file.
+    pub fn next_row(&mut self) -> Result<Option<RawRow>, FileError> {
+        let mut record = std::mem::take(&mut self.record);
+        let more = self.read_record(&mut record);
+        let row = match more {
+            Ok(true) => Ok(Some(self.layout.row(&record))),
+            Ok(false) => Ok(None),
+            Err(e) => Err(e),
+        };
+        self.record = record;
+        row
     }
 }
 

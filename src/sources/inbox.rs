@@ -1,10 +1,14 @@
-//! The watched CSV inbox (CONTRACT §3). notify events and a periodic rescan are both only hints
+//! The watched CSV inbox (docs/csv.md). notify events and a periodic rescan are both only hints
 //! to look at the folder again. A file is read once its writer has closed it (a close-after-write
 //! or moved-to event), or, when no such event was seen, once it has not changed for `csv.settle`.
-//! Its rows are committed to the outbox in one transaction, and only then is it moved to
-//! `processed/` with its report (or to `failed/` when it is not CSV at all). A file that changed
-//! while it was read is rolled back; one that changed after the commit is not moved. Either way
-//! it is read again once it is stable.
+//! Its rows are committed to the outbox a chunk at a time, each chunk in a short transaction
+//! with the file's checkpoint (so webhooks, the mirror and the batcher get the write lock between
+//! chunks, and a restart resumes after the last committed chunk); only once the last chunk, the
+//! rejects and the report are committed is it moved to `processed/` with its report (or to
+//! `failed/` when it is not CSV at all, which is found before any chunk). A file that changed
+//! while it was read stops before its next chunk; one that changed after the commit is not
+//! moved. Either way it is read again once it is stable, and what was already queued from it is
+//! judged unchanged then.
 //!
 //! Idle means idle: only create, close-after-write and rename events wake a scan.
 //! notify's inotify mask is fixed and includes open events, which the daemon's own scans cause;
@@ -15,7 +19,7 @@
 //! that are not list ids, files that are not regular or cannot be read or moved) get one log
 //! line each, and a file among them goes to `failed/` where it can be moved.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::Metadata;
 use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
@@ -34,7 +38,7 @@ use tokio_util::sync::CancellationToken;
 use crate::domain::ListId;
 use crate::normalise::DefaultRegion;
 use crate::sources::ingest::{self, FileReport, IngestError, OutboxSink};
-use crate::store::{Store, StoreError};
+use crate::store::{FieldStatus, Store, StoreError};
 
 #[derive(Clone, Debug)]
 pub struct InboxSettings {
@@ -390,71 +394,164 @@ impl Inbox {
             });
         }
 
-        let mut tx = self.store.begin().await?;
-        let mut sink = OutboxSink {
-            tx: &mut tx,
-            file: rel.clone(),
+        let Some(ignored_codes) = self.custom_field_gate(path).await? else {
+            tracing::debug!(file = %rel, "waiting for a look at Spoki's custom fields");
+            return Ok(FileOutcome::Changed);
         };
         let options = ingest::IngestOptions {
             region: self.settings.region,
             list: c.list,
-            keep_custom_fields: self.settings.create_custom_fields,
+            // With creation off, the columns Spoki has are sent all the same; the gate
+            // leaves out those it lacks.
+            keep_custom_fields: true,
             max_new_custom_fields: self.settings.max_new_custom_fields,
+            ignored_codes: Arc::new(ignored_codes),
         };
+        // Checked before each chunk is committed: the same size, time and inode as before.
+        let still = || FileSig::read(path).ok() == Some(before);
+        let mut sink = OutboxSink::resume(&self.store, &rel, &sha, &options, &still).await?;
         let result = ingest::ingest_file(path, &name, options, &mut sink).await;
         // Did we read all of it? The same size, time, inode and content as before the read.
-        let unchanged = FileSig::read(path).ok() == Some(before)
+        let unchanged = !matches!(result, Err(IngestError::Changed))
+            && FileSig::read(path).ok() == Some(before)
             && sha256_file(path).ok().as_ref() == Some(&sha);
         match result {
             Err(IngestError::Store(e)) => Err(e),
-            Ok(_) | Err(IngestError::File(_)) if !unchanged => {
-                drop(tx);
+            Ok(_) | Err(IngestError::File(_)) | Err(IngestError::Changed) if !unchanged => {
+                self.forget_progress(&rel).await?;
                 tracing::info!(
                     file = %rel,
-                    "file changed while it was read: nothing taken; reading it again once it \
-                     is stable"
+                    "file changed while it was read: reading it again once it is stable (what \
+                     was already queued from it is judged unchanged then)"
                 );
                 Ok(FileOutcome::Changed)
             }
-            Ok(report) => {
-                for r in &report.rejected {
-                    let key = format!("{rel}:{}", r.line);
-                    Store::insert_reject(&mut tx, "csv", &key, &r.phone, &r.reason).await?;
+            Ok(report) => self.commit_processed(c, before, report, &rel, &sha).await,
+            Err(IngestError::Changed) => Ok(FileOutcome::Changed),
+            Err(IngestError::File(e)) => self.commit_failed(c, before, &e.to_string(), &sha).await,
+        }
+    }
+
+    /// Drops the checkpoint of a file that changed: its new content is read from the start.
+    async fn forget_progress(&self, rel: &str) -> Result<(), StoreError> {
+        let mut tx = self.store.begin().await?;
+        Store::clear_file_progress(&mut tx, rel).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Every row of the file is queued: its rejects, its report and the end of its checkpoint
+    /// commit together, then it moves to `processed/`.
+    async fn commit_processed(
+        &self,
+        c: &Candidate,
+        before: FileSig,
+        report: FileReport,
+        rel: &str,
+        sha: &str,
+    ) -> Result<FileOutcome, StoreError> {
+        let name = file_name(&c.path);
+        let mut tx = self.store.begin().await?;
+        let rejects: Vec<(String, &str, &str)> = report
+            .rejected
+            .iter()
+            .map(|r| {
+                (
+                    format!("{rel}:{}", r.line),
+                    r.phone.as_str(),
+                    r.reason.as_str(),
+                )
+            })
+            .collect();
+        Store::insert_rejects(&mut tx, "csv", &rejects).await?;
+        let json = serde_json::to_string_pretty(&report).unwrap_or_else(|_| "{}".to_string());
+        Store::record_file(&mut tx, rel, sha, "processed", &json).await?;
+        Store::clear_file_progress(&mut tx, rel).await?;
+        tx.commit().await?;
+        tracing::info!(
+            file = %name, list = c.list.0, rows = report.rows, accepted = report.accepted,
+            unchanged = report.unchanged, duplicates = report.duplicates,
+            rejected = report.rejected.len(), "file committed to the outbox"
+        );
+        match self
+            .finish_move(c, before, "processed", &json, rel, sha)
+            .await?
+        {
+            None => Ok(FileOutcome::Processed(report)),
+            Some(other) => Ok(other),
+        }
+    }
+
+    /// The file cannot be taken (not CSV, refused whole): it moves to `failed/`. Nothing of it
+    /// was queued: every such error comes before the first chunk.
+    async fn commit_failed(
+        &self,
+        c: &Candidate,
+        before: FileSig,
+        error: &str,
+        sha: &str,
+    ) -> Result<FileOutcome, StoreError> {
+        let name = file_name(&c.path);
+        let rel = self.rel(&c.path);
+        let json = failed_report(&name, error);
+        let mut tx = self.store.begin().await?;
+        Store::record_file(&mut tx, &rel, sha, "failed", &json).await?;
+        Store::clear_file_progress(&mut tx, &rel).await?;
+        tx.commit().await?;
+        tracing::warn!(file = %rel, error = %error, "file refused; moving it to failed/");
+        match self
+            .finish_move(c, before, "failed", &json, &rel, sha)
+            .await?
+        {
+            None => Ok(FileOutcome::Failed(error.to_string())),
+            Some(other) => Ok(other),
+        }
+    }
+
+    /// The file's custom-field codes that are left out, with why: Spoki refused to create
+    /// them, or (with `csv.create_custom_fields` off) lacks them. `None`: the file waits,
+    /// because with creation off a code not yet looked up in Spoki is looked up first (the
+    /// batcher lists Spoki's fields), so the report can say which columns were left out.
+    async fn custom_field_gate(
+        &self,
+        path: &Path,
+    ) -> Result<Option<BTreeMap<String, String>>, StoreError> {
+        let mut ignored = BTreeMap::new();
+        // A file that is not CSV is the ingest's to report.
+        let Ok(csv) = crate::sources::csv_file::CsvFile::open(path) else {
+            return Ok(Some(ignored));
+        };
+        if csv.custom_codes.is_empty() {
+            return Ok(Some(ignored));
+        }
+        let create = self.settings.create_custom_fields;
+        let states = self.store.custom_field_states(&csv.custom_codes).await?;
+        let mut pending = false;
+        for (code, status, reason) in &states {
+            match status {
+                FieldStatus::Exists => {}
+                FieldStatus::Failed => {
+                    let why = reason.as_deref().unwrap_or("refused by Spoki");
+                    ignored.insert(code.clone(), why.to_owned());
                 }
-                let json =
-                    serde_json::to_string_pretty(&report).unwrap_or_else(|_| "{}".to_string());
-                Store::record_file(&mut tx, &rel, &sha, "processed", &json).await?;
-                tx.commit().await?;
-                tracing::info!(
-                    file = %name, list = c.list.0, rows = report.rows, accepted = report.accepted,
-                    unchanged = report.unchanged, duplicates = report.duplicates,
-                    rejected = report.rejected.len(), "file committed to the outbox"
-                );
-                match self
-                    .finish_move(c, before, "processed", &json, &rel, &sha)
-                    .await?
-                {
-                    None => Ok(FileOutcome::Processed(report)),
-                    Some(other) => Ok(other),
-                }
-            }
-            Err(IngestError::File(e)) => {
-                drop(tx);
-                let error = e.to_string();
-                let json = failed_report(&name, &error);
-                let mut tx = self.store.begin().await?;
-                Store::record_file(&mut tx, &rel, &sha, "failed", &json).await?;
-                tx.commit().await?;
-                tracing::warn!(file = %rel, error = %error, "file refused; moving it to failed/");
-                match self
-                    .finish_move(c, before, "failed", &json, &rel, &sha)
-                    .await?
-                {
-                    None => Ok(FileOutcome::Failed(error)),
-                    Some(other) => Ok(other),
-                }
+                FieldStatus::Wanted => pending |= !create,
             }
         }
+        if !create {
+            let probe: Vec<(String, String)> = csv
+                .custom_codes
+                .iter()
+                .zip(&csv.custom_headers)
+                .filter(|(code, _)| !states.iter().any(|(c, ..)| c == *code))
+                .map(|(code, header)| (code.clone(), header.clone()))
+                .collect();
+            if !probe.is_empty() {
+                self.store.probe_custom_fields(&probe).await?;
+                self.wake_batcher.notify_one();
+                pending = true;
+            }
+        }
+        Ok((!pending).then_some(ignored))
     }
 
     /// Moves a file that is not read at all (not a regular file, unreadable, in a folder that is

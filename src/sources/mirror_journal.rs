@@ -41,7 +41,7 @@ impl Mirror {
                 return Ok(());
             }
             tracing::info!(
-                edits = out.entries,
+                edits = out.contacts,
                 queued = out.queued,
                 rejected = out.rejected,
                 deletes = out.deletes,

@@ -1,4 +1,4 @@
-//! The webhook receiver on `webhooks.listen` (CONTRACT §7):
+//! The webhook receiver on `webhooks.listen` (docs/admin-api.md):
 //! - `POST /webhooks/contacts`: contacts from other systems, signed per Standard Webhooks;
 //!   202 only once they are durably queued, each `webhook-id` applied once.
 //! - `POST /webhooks/spoki`: Spoki's own events, signed with `X-Spoki-Signature`, each
@@ -310,7 +310,7 @@ pub fn parse_contacts(body: &[u8], region: DefaultRegion) -> Result<Delivery, St
                     out.refused.push(Refused {
                         index,
                         phone: raw,
-                        reason: normalise::RowIssue::InvalidEmail.to_string(),
+                        reason: normalise::RowIssue::InvalidEmail(e).to_string(),
                     });
                     continue;
                 }
@@ -485,7 +485,7 @@ async fn queue_contacts(
     })))
 }
 
-/// Spoki's event envelope (spoki-api.md §4.1).
+/// Spoki's event envelope (its account event webhooks).
 #[derive(Debug, Deserialize)]
 pub struct SpokiEvent {
     pub event: String,

@@ -92,6 +92,70 @@ impl Store {
         .await?)
     }
 
+    /// Where each of `codes` stands, with the reason of a refusal; codes the daemon has never
+    /// seen are absent from the answer.
+    pub async fn custom_field_states(
+        &self,
+        codes: &[String],
+    ) -> Result<Vec<(String, FieldStatus, Option<String>)>, StoreError> {
+        let mut states = Vec::new();
+        for chunk in codes.chunks(KNOWN_CHUNK) {
+            let sql = format!(
+                "SELECT code, status, reason FROM custom_fields WHERE code IN ({})",
+                placeholders(chunk.len())
+            );
+            let mut q = sqlx::query_as(AssertSqlSafe(sql));
+            for c in chunk {
+                q = q.bind(c);
+            }
+            let rows: Vec<(String, String, Option<String>)> = q.fetch_all(&self.pool).await?;
+            for (code, status, reason) in rows {
+                let status = match status.as_str() {
+                    "exists" => FieldStatus::Exists,
+                    "failed" => FieldStatus::Failed,
+                    _ => FieldStatus::Wanted,
+                };
+                states.push((code, status, reason));
+            }
+        }
+        Ok(states)
+    }
+
+    /// Asks for a look at Spoki's fields for these (code, label) pairs: codes never seen
+    /// become wanted (nothing else changes), in a transaction of their own.
+    pub async fn probe_custom_fields(&self, codes: &[(String, String)]) -> Result<(), StoreError> {
+        let mut tx = self.begin().await?;
+        Store::want_custom_fields(&mut tx, codes).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Every refused code is wanted again (a configuration reload: the operator may have
+    /// fixed what stood in the way). Returns how many.
+    pub async fn retry_failed_custom_fields(&self) -> Result<u64, StoreError> {
+        Ok(sqlx::query(
+            "UPDATE custom_fields SET status = 'wanted', reason = NULL WHERE status = 'failed'",
+        )
+        .execute(&self.pool)
+        .await?
+        .rows_affected())
+    }
+
+    /// The first value queued for `code` (oldest outbox row first): the `example` a new field
+    /// is created with.
+    pub async fn custom_field_example(&self, code: &str) -> Result<Option<String>, StoreError> {
+        // Codes are upper-case letters, digits and `_`; quoted in the path all the same.
+        let path = format!("$.\"{}\"", code.replace('"', ""));
+        let row: Option<(Option<String>,)> = sqlx::query_as(
+            "SELECT json_extract(custom_fields, ?1) FROM outbox \
+             WHERE json_extract(custom_fields, ?1) IS NOT NULL ORDER BY id LIMIT 1",
+        )
+        .bind(path)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.and_then(|(v,)| v))
+    }
+
     pub async fn set_custom_field_status(
         &self,
         code: &str,

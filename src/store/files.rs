@@ -1,10 +1,70 @@
-//! The inbox's file checkpoints (`inbox_files`): committed, then moved.
+//! The inbox's file checkpoints: how far a file being read has got (`meta`, one key a file,
+//! written in the transaction of each chunk), then committed and moved (`inbox_files`).
 
 use sqlx::sqlite::SqliteConnection;
 
-use super::*;
+use super::{Store, StoreError, now_rfc3339};
+
+/// How far a file read in short transactions has got: the content it was read from, the
+/// contacts already judged and queued (in the order the reader emits them) and their verdicts.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct FileProgress {
+    pub sha256: String,
+    /// The settings the file was read with (region, custom fields kept): a resume with other
+    /// settings would emit other contacts, so it starts over instead.
+    pub settings: String,
+    pub contacts: u64,
+    pub creates: u64,
+    pub updates: u64,
+    pub unchanged: u64,
+}
+
+fn progress_key(path: &str) -> String {
+    format!("inbox_progress:{path}")
+}
 
 impl Store {
+    /// The checkpoint of a file that was being read when the daemon stopped, if any.
+    pub async fn file_progress(&self, path: &str) -> Result<Option<FileProgress>, StoreError> {
+        let row: Option<(String,)> = sqlx::query_as("SELECT value FROM meta WHERE key = ?")
+            .bind(progress_key(path))
+            .fetch_optional(&self.pool)
+            .await?;
+        // A checkpoint that cannot be read only costs a fresh start (judged rows are unchanged).
+        Ok(row.and_then(|(v,)| serde_json::from_str(&v).ok()))
+    }
+
+    /// Records how far the file got; call in the transaction that queued those contacts.
+    pub async fn save_file_progress(
+        conn: &mut SqliteConnection,
+        path: &str,
+        progress: &FileProgress,
+    ) -> Result<(), StoreError> {
+        let value = serde_json::to_string(progress)
+            .map_err(|e| StoreError::Corrupt(format!("file checkpoint: {e}")))?;
+        sqlx::query(
+            "INSERT INTO meta (key, value) VALUES (?, ?) \
+             ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+        )
+        .bind(progress_key(path))
+        .bind(value)
+        .execute(&mut *conn)
+        .await?;
+        Ok(())
+    }
+
+    /// Forgets a file's checkpoint (it is committed whole, or it changed).
+    pub async fn clear_file_progress(
+        conn: &mut SqliteConnection,
+        path: &str,
+    ) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM meta WHERE key = ?")
+            .bind(progress_key(path))
+            .execute(&mut *conn)
+            .await?;
+        Ok(())
+    }
+
     /// A committed file not yet moved out of the inbox: its outcome and report.
     pub async fn unmoved_file(
         &self,

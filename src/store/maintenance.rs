@@ -207,7 +207,7 @@ pub const TRIGGERS: [(&str, &str); 4] = [
     ("mirror_journal_delete", MIRROR_SQL),
 ];
 
-/// The mirror's columns (CONTRACT §4).
+/// The mirror's columns (docs/mirror.md).
 const MIRROR_COLUMNS: [&str; 8] = [
     "phone",
     "spoki_id",
@@ -266,7 +266,7 @@ impl Store {
     /// it was missing are picked up (the poll sends only what differs from Spoki). A missing
     /// mirror table is created again and refilled from `contact_state`, which holds what
     /// Spoki acknowledged: the mirror then holds every contact known to be in Spoki, as
-    /// CONTRACT §4 says. Missing columns or daemon tables are reported in `broken`.
+    /// docs/mirror.md says. Missing columns or daemon tables are reported in `broken`.
     pub async fn check_schema(&self) -> Result<SchemaReport, StoreError> {
         let objects: Vec<(String, String)> = sqlx::query_as(
             "SELECT type, name FROM sqlite_master WHERE type IN ('table', 'trigger')",

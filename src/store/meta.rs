@@ -1,7 +1,7 @@
 //! `meta` and `budget_marks`: the running mark, the last push and pull, when each action
 //! last sent; and the counts `/v1/status` shows.
 
-use super::*;
+use super::{Store, StoreError, now_rfc3339};
 
 /// Daemon counters for status.
 #[derive(Clone, Debug, Default, serde::Serialize)]

@@ -1,4 +1,4 @@
-//! Both directions between the mirror table `contacts` and Spoki (CONTRACT §4).
+//! Both directions between the mirror table `contacts` and Spoki (docs/mirror.md).
 //!
 //! - Other programs' edits are journaled by triggers into `mirror_changes`; `poll_mirror`
 //!   turns them into outbox writes in the transaction that consumes them.
@@ -26,6 +26,9 @@ use crate::normalise;
 pub struct PollOutcome {
     /// Journal entries consumed.
     pub entries: u64,
+    /// Distinct contacts those entries were about: one UPDATE journals two entries (the
+    /// update and the trigger's touch of `updated_at`), but it is one edit.
+    pub contacts: u64,
     /// Contacts with a write queued.
     pub queued: u64,
     pub rejected: u64,
@@ -271,6 +274,7 @@ impl Store {
                 Entry::Edit(incoming) => edits.push(incoming),
             }
         }
+        out.contacts = seen.len() as u64;
         let done = Store::enqueue_changes(&mut tx, "mirror", ListId::NONE, edits).await?;
         out.queued += done.queued();
         if !deletions.is_empty() {
@@ -781,6 +785,11 @@ mod tests {
         assert_eq!(quiet, 0, "the quiet marker never outlives its transaction");
         let out = store.poll_mirror(1000, false, 0.1).await.expect("poll");
         assert_eq!(out.queued, 1);
+        assert_eq!(
+            (out.entries, out.contacts),
+            (3, 1),
+            "three journal entries, one contact edited: the log says one edit"
+        );
         assert_eq!(store.mirror_backlog().await.expect("backlog"), 0);
     }
 

@@ -11,9 +11,11 @@ mod mirror;
 mod model_tests;
 mod outbox;
 mod rejects;
+mod snapshot;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -21,12 +23,14 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePoolOptions, SqliteRow,
     SqliteSynchronous,
 };
-use sqlx::{AssertSqlSafe, Row, SqlitePool};
+use sqlx::{Row, SqlitePool};
 
 pub use commands::{CommandRecord, CommandSummary, DueCommand, Enqueued, Outcome, STATUSES};
 pub use custom_fields::FieldStatus;
+pub use files::FileProgress;
 pub use meta::StatusCounts;
 pub use rejects::{RejectFilter, RejectRecord};
+pub use snapshot::{Snapshot, fields_digest};
 
 pub use mirror::{MergeOutcome, PendingDelete, PollOutcome, SpokiContact, TO_MIRROR, TO_SPOKI};
 pub use outbox::{OutboxRow, Release, Route};
@@ -85,6 +89,24 @@ pub struct Store {
     pool: SqlitePool,
     /// Why new input is refused, once it is (shared by every clone).
     halted: Arc<Mutex<Option<String>>>,
+    /// Transactions of this process waiting for the write lock (see `yield_to_writers`).
+    writers_waiting: Arc<AtomicUsize>,
+}
+
+/// Counts a writer as waiting for the lock for as long as it lives.
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl<'a> Waiting<'a> {
+    fn new(count: &'a AtomicUsize) -> Waiting<'a> {
+        count.fetch_add(1, Ordering::SeqCst);
+        Waiting(count)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 /// One contact an input wants Spoki to hold, with the key its rejects and logs name it by
@@ -148,8 +170,8 @@ pub(crate) fn phone_from_row(row: &SqliteRow) -> Result<Phone, StoreError> {
     Phone::from_e164(&text).ok_or_else(|| StoreError::Corrupt(format!("bad phone {text:?}")))
 }
 
-/// Phones per lookup query in `known` (SQLite allows 32,766 parameters).
-const KNOWN_CHUNK: usize = 2000;
+/// Phones per lookup query in `known`.
+const KNOWN_CHUNK: usize = 5000;
 
 fn placeholders(n: usize) -> String {
     let mut s = String::with_capacity(n * 2);
@@ -198,6 +220,7 @@ impl Store {
         Ok(Store {
             pool,
             halted: Arc::default(),
+            writers_waiting: Arc::default(),
         })
     }
 
@@ -222,6 +245,7 @@ impl Store {
         Ok(migrated.map(|_| Store {
             pool,
             halted: Arc::default(),
+            writers_waiting: Arc::default(),
         }))
     }
 
@@ -245,7 +269,22 @@ impl Store {
     /// (claims, acknowledgements, releases, rejects from Spoki, command outcomes): still
     /// allowed once halted, so what was accepted before keeps reaching Spoki.
     pub(crate) async fn begin_delivery(&self) -> Result<Tx, StoreError> {
+        let _waiting = Waiting::new(&self.writers_waiting);
         Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
+    }
+
+    /// For a long series of short write transactions (a big file): between two of them, lets
+    /// every transaction of this process that is waiting for the write lock have it first.
+    /// SQLite's busy handler is not fair (a waiter sleeps, then tries again, and a writer that
+    /// commits and begins again at once usually wins), so without this a webhook or the
+    /// batcher could wait for the whole file. Waits at most `YIELD_MAX`.
+    pub async fn yield_to_writers(&self) {
+        const YIELD_MAX: Duration = Duration::from_secs(2);
+        let started = std::time::Instant::now();
+        tokio::task::yield_now().await;
+        while self.writers_waiting.load(Ordering::SeqCst) > 0 && started.elapsed() < YIELD_MAX {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
     }
 
     /// Stops taking input for good (until a restart). Returns false when it already was.
@@ -289,32 +328,32 @@ impl Store {
             .fetch_one(&mut *conn)
             .await?;
         for chunk in phones.chunks(KNOWN_CHUNK) {
+            // One JSON array of the phones as the only parameter: SQLite reads it in C.
             let texts: Vec<String> = chunk.iter().map(Phone::to_string).collect();
-            let ph = placeholders(texts.len());
-            let sql = format!(
+            let texts = serde_json::to_string(&texts)
+                .map_err(|e| StoreError::Corrupt(format!("phones: {e}")))?;
+            let rows = sqlx::query(
                 "SELECT phone, first_name, last_name, email, language, custom_fields \
-                 FROM contact_state WHERE phone IN ({ph})"
-            );
-            let mut q = sqlx::query(AssertSqlSafe(sql));
-            for t in &texts {
-                q = q.bind(t);
-            }
-            for row in q.fetch_all(&mut *conn).await? {
+                 FROM contact_state WHERE phone IN (SELECT value FROM json_each(?))",
+            )
+            .bind(&texts)
+            .fetch_all(&mut *conn)
+            .await?;
+            for row in rows {
                 let k = out.entry(phone_from_row(&row)?).or_default();
                 k.in_state = true;
                 k.effective = fields_from_row(&row)?;
             }
             if queued != 0 {
-                let sql = format!(
+                let rows = sqlx::query(
                     "SELECT id, phone, list_id, state, first_name, last_name, email, language, \
-                     custom_fields FROM outbox WHERE phone IN ({ph}) \
-                     ORDER BY CASE state WHEN 'inflight' THEN 0 ELSE 1 END, id"
-                );
-                let mut q = sqlx::query(AssertSqlSafe(sql));
-                for t in &texts {
-                    q = q.bind(t);
-                }
-                for row in q.fetch_all(&mut *conn).await? {
+                     custom_fields FROM outbox WHERE phone IN (SELECT value FROM json_each(?)) \
+                     ORDER BY CASE state WHEN 'inflight' THEN 0 ELSE 1 END, id",
+                )
+                .bind(&texts)
+                .fetch_all(&mut *conn)
+                .await?;
+                for row in rows {
                     let phone = phone_from_row(&row)?;
                     let fields = fields_from_row(&row)?;
                     let k = out.entry(phone).or_default();
@@ -328,13 +367,15 @@ impl Store {
                 }
             }
             if !list.is_none() {
-                let sql =
-                    format!("SELECT phone FROM list_members WHERE list_id = ? AND phone IN ({ph})");
-                let mut q = sqlx::query(AssertSqlSafe(sql)).bind(list.0);
-                for t in &texts {
-                    q = q.bind(t);
-                }
-                for row in q.fetch_all(&mut *conn).await? {
+                let rows = sqlx::query(
+                    "SELECT phone FROM list_members WHERE list_id = ? \
+                     AND phone IN (SELECT value FROM json_each(?))",
+                )
+                .bind(list.0)
+                .bind(&texts)
+                .fetch_all(&mut *conn)
+                .await?;
+                for row in rows {
                     out.entry(phone_from_row(&row)?).or_default().member = true;
                 }
             }
@@ -458,29 +499,49 @@ impl Store {
         rows: &[(Phone, ContactFields, String)],
         source: &str,
     ) -> Result<(), StoreError> {
-        const PER_STATEMENT: usize = 200;
+        // Rows go in as one JSON array per statement, read by SQLite in C: no bind per value.
+        const PER_STATEMENT: usize = 5000;
+        type Packed<'a> = (
+            String,
+            &'a Option<String>,
+            &'a Option<String>,
+            &'a Option<String>,
+            &'a Option<String>,
+            String,
+            &'a str,
+        );
         let now = now_rfc3339();
         for chunk in rows.chunks(PER_STATEMENT) {
-            let values = vec!["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"; chunk.len()].join(", ");
-            let sql = format!(
+            let packed: Vec<Packed<'_>> = chunk
+                .iter()
+                .map(|(phone, f, key)| {
+                    (
+                        phone.to_string(),
+                        &f.first_name,
+                        &f.last_name,
+                        &f.email,
+                        &f.language,
+                        fields_json(f),
+                        key.as_str(),
+                    )
+                })
+                .collect();
+            let packed = serde_json::to_string(&packed)
+                .map_err(|e| StoreError::Corrupt(format!("outbox rows: {e}")))?;
+            sqlx::query(
                 "INSERT INTO outbox (phone, list_id, first_name, last_name, email, language, \
-                 custom_fields, source, source_key, enqueued_at) VALUES {values}"
-            );
-            let mut q = sqlx::query(AssertSqlSafe(sql));
-            for (phone, fields, key) in chunk {
-                q = q
-                    .bind(phone.to_string())
-                    .bind(list.0)
-                    .bind(fields.first_name.clone())
-                    .bind(fields.last_name.clone())
-                    .bind(fields.email.clone())
-                    .bind(fields.language.clone())
-                    .bind(fields_json(fields))
-                    .bind(source.to_owned())
-                    .bind(key.clone())
-                    .bind(now.clone());
-            }
-            q.execute(&mut *conn).await?;
+                 custom_fields, source, source_key, enqueued_at) \
+                 SELECT json_extract(j.value, '$[0]'), ?, json_extract(j.value, '$[1]'), \
+                 json_extract(j.value, '$[2]'), json_extract(j.value, '$[3]'), \
+                 json_extract(j.value, '$[4]'), json_extract(j.value, '$[5]'), ?, \
+                 json_extract(j.value, '$[6]'), ? FROM json_each(?) j ORDER BY j.key",
+            )
+            .bind(list.0)
+            .bind(source)
+            .bind(&now)
+            .bind(packed)
+            .execute(&mut *conn)
+            .await?;
         }
         Ok(())
     }

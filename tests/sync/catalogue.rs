@@ -1,4 +1,4 @@
-//! Every action of the catalogue (CONTRACT §8) plus `start_automation`, queued through the
+//! Every action of the catalogue (docs/actions.md) plus `start_automation`, queued through the
 //! admin API against the simulator: the request Spoki received (method, path, query, body) and
 //! the result stored for the command.
 

@@ -24,6 +24,8 @@ pub struct TestApp {
     /// The webhook receiver's address.
     pub webhooks: SocketAddr,
     pub http: reqwest::Client,
+    /// The daemon's batcher (`update_settings` is what a configuration reload calls).
+    pub batcher: spoki_sync::outbound::batcher::Batcher,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     handle: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
 }
@@ -112,6 +114,7 @@ async fn launch(dir: TempDir, sim: SimHandle, settings: Settings) -> TestApp {
     let inbox = settings.csv.inbox.clone();
     let app = App::build(settings.clone()).await.expect("daemon builds");
     let store = app.store.clone();
+    let batcher = app.batcher.clone();
     let admin = app.admin_addr().expect("admin address");
     let webhooks = app.webhooks_addr().expect("webhooks address");
     let (stop, rx) = tokio::sync::oneshot::channel::<()>();
@@ -127,6 +130,7 @@ async fn launch(dir: TempDir, sim: SimHandle, settings: Settings) -> TestApp {
         admin,
         webhooks,
         http: reqwest::Client::new(),
+        batcher,
         stop: Some(stop),
         handle: Some(handle),
     }

@@ -1,6 +1,7 @@
 //! Integration tests: the real daemon (in-process via `spawn_app`, or the real binary) against
 //! the bundled simulator on loopback, with a real SQLite file and a real watched folder.
 
+mod big_files;
 mod catalogue;
 mod chaos;
 mod commands;
@@ -10,7 +11,9 @@ mod hostile_http;
 mod inbox;
 mod inbox_hostile;
 mod mirror;
+mod newcomer;
 mod nothing_lost;
 mod resilience;
 mod service;
+mod spoki_writes;
 mod tolerant_reads;

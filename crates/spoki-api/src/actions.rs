@@ -1,11 +1,11 @@
-//! Spoki's catalogue of actions (CONTRACT §8) as one type: `Action`, generated from a single
-//! table of name, method, path template, per-minute limit (spoki-api.md §3.16) and whether a
+//! Spoki's catalogue of actions as one type: `Action`, generated from a single
+//! table of name, method, path template, per-minute limit (Spoki's documented limits) and whether a
 //! repeat is harmless. A misspelled action does not compile, and a `match` over actions is
 //! exhaustive. One budget per action is shared by every caller.
 
 use crate::values::RateLimit;
 
-/// Limit for endpoints with no documented figure (spoki-api.md §3.16: "everything else").
+/// Limit for endpoints with no documented figure (Spoki's "everything else" figure).
 pub const DEFAULT_LIMIT: RateLimit = RateLimit::per_minute(60);
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

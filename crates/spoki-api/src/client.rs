@@ -109,7 +109,7 @@ impl SpokiClient {
     }
 
     /// A `POST` to an automation trigger, `/wh/ap/<uuid>/` on Spoki's host: no API key, the
-    /// trigger's secret travels in the body (spoki-api.md §5).
+    /// trigger's secret travels in the body (Spoki's automation API).
     pub async fn post_trigger(
         &self,
         action: Action,
@@ -122,6 +122,23 @@ impl SpokiClient {
             .map_err(|e| SpokiError::Fatal {
                 reason: format!("bad automation trigger {uuid:?}: {e}"),
             })?;
+        let req = self.http.request(Method::POST, url);
+        self.exchange(action, req, &[], Some(body)).await
+    }
+
+    /// Spoki's REST root (`spoki.base_url`).
+    pub fn base(&self) -> &Url {
+        &self.base
+    }
+
+    /// A `POST` without the API key to an absolute URL the caller has checked (an
+    /// automation trigger's `link`): the trigger's secret travels in the body.
+    pub async fn post_url(
+        &self,
+        action: Action,
+        url: Url,
+        body: &Value,
+    ) -> Result<Answer, SpokiError> {
         let req = self.http.request(Method::POST, url);
         self.exchange(action, req, &[], Some(body)).await
     }
@@ -407,10 +424,19 @@ impl SpokiClient {
         .map(drop)
     }
 
-    /// `POST custom-fields/`: a text field (`field_type` 1) with the given code.
-    /// A 400 saying the code is taken comes back as `AlreadyExists` (a hint: list to be sure).
-    pub async fn create_custom_field(&self, label: &str, code: &str) -> Result<(), SpokiError> {
-        let body = serde_json::json!({ "label": label, "code": code, "field_type": 1 });
+    /// `POST custom-fields/`: a text field (`field_type` 1) with the given code, and an
+    /// `example` (a documented field) when one is known. A 400 saying the code is taken comes
+    /// back as `AlreadyExists` (a hint: list to be sure).
+    pub async fn create_custom_field(
+        &self,
+        label: &str,
+        code: &str,
+        example: Option<&str>,
+    ) -> Result<(), SpokiError> {
+        let mut body = serde_json::json!({ "label": label, "code": code, "field_type": 1 });
+        if let (Some(example), Some(map)) = (example, body.as_object_mut()) {
+            map.insert("example".to_owned(), Value::from(example));
+        }
         self.request(
             Action::CreateCustomField,
             Method::POST,

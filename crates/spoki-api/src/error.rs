@@ -122,7 +122,7 @@ impl SpokiError {
     }
 }
 
-/// Reads `Retry-After` (RFC 9110 §10.2.3): delta-seconds (the form DRF sends) or an HTTP-date
+/// Reads `Retry-After` (RFC 9110, section 10.2.3): delta-seconds (the form DRF sends) or an HTTP-date
 /// (IMF-fixdate, and the obsolete RFC 850 and asctime forms), relative to `now`. A date in the
 /// past means no wait; anything is clamped to [`MAX_RETRY_AFTER`]. Unreadable: `None`.
 pub(crate) fn parse_retry_after(value: Option<&str>, now: SystemTime) -> Option<Duration> {

@@ -1,6 +1,6 @@
 //! Handlers of the account-administration endpoints: accounts and their cached current report,
 //! agencies, partners and partner onboarding, reports, roles with service users and private
-//! keys, and invitations (spoki-api.md §3.10, §3.11, §7 items 16–18).
+//! keys, and invitations.
 
 use axum::http::StatusCode;
 use chrono::{Datelike as _, Utc};
@@ -16,7 +16,7 @@ use super::validate::{self, FieldErrors};
 
 // ---- accounts, agencies, partners ------------------------------------------------------------
 
-/// A bare JSON array, not a page (spoki-api.md §2.1).
+/// A bare JSON array, not a page.
 pub(super) fn list_accounts(st: &SimState) -> Outcome {
     Ok(Reply::ok(json!([st.catalog.account_json()])))
 }
@@ -109,6 +109,35 @@ pub(super) fn partner_onboarding(st: &SimState, req: &ApiRequest<'_>) -> Outcome
             "{}/onboarding/?account={account}&token={}",
             req.origin(),
             catalog::random_hex(16)
+        ),
+    })))
+}
+
+/// `POST /channel/ {"platform": 1}` starts a WhatsApp channel's onboarding and answers where
+/// to send the user (the answer's shape is a guess: `id`, `platform`, `redirect_url`);
+/// `GET /channel/` lists no channel.
+pub(super) fn channels(st: &SimState, req: &ApiRequest<'_>, method: &str) -> Outcome {
+    if method == "GET" {
+        return Ok(Reply::ok(
+            json!({"count": 0, "next": null, "previous": null, "results": []}),
+        ));
+    }
+    let obj = req.json_object()?;
+    let mut errors = FieldErrors::new();
+    let platform = validate::nullable_int(&obj, "platform", true, &mut errors);
+    if let Some(None) = platform {
+        validate::add_error(&mut errors, "platform", validate::MSG_NULL);
+    }
+    field_errors(errors)?;
+    let platform = platform.flatten().unwrap_or_default();
+    let token = catalog::random_hex(16);
+    Ok(Reply::created(json!({
+        "id": st.catalog.account.id * 10 + 1,
+        "platform": platform,
+        "redirect_url": format!(
+            "{}/onboarding/?account={}&token={token}",
+            req.origin(),
+            st.catalog.account.id
         ),
     })))
 }

@@ -1,5 +1,4 @@
-//! Handlers of automations, their API-trigger start URLs and campaigns (spoki-api.md §3.8,
-//! §3.9, §5, §7 items 20, 21).
+//! Handlers of automations, their API-trigger start URLs and campaigns.
 //!
 //! `POST /wh/ap/{uuid}/` needs no API key: the trigger's `secret` in the body authenticates it.
 //! A start upserts the contact exactly like `contacts/sync` and records an automation run.
@@ -71,14 +70,22 @@ pub(super) fn list_automations(st: &SimState, req: &ApiRequest<'_>) -> Outcome {
             search_matches(&terms, &fields)
         })
         .collect();
-    paginated(st, req, &query, &automations, |a| a.to_json(&origin))
+    paginated(st, req, &query, &automations, |a| {
+        let mut json = a.to_json(&origin);
+        st.writes.trigger_link.apply(&mut json);
+        json
+    })
 }
 
 pub(super) fn get_automation(st: &SimState, req: &ApiRequest<'_>, id: &str) -> Outcome {
     st.catalog
         .automations
         .get(lookup(id)?)
-        .map(|a| Reply::ok(a.to_json(&req.origin())))
+        .map(|a| {
+            let mut json = a.to_json(&req.origin());
+            st.writes.trigger_link.apply(&mut json);
+            Reply::ok(json)
+        })
         .ok_or_else(Reply::not_found)
 }
 
@@ -140,6 +147,9 @@ fn start_answer(st: &SimState) -> Reply {
         AutomationStartBody::Empty => Reply::empty(StatusCode::OK),
         AutomationStartBody::EmptyObject => Reply::ok(json!({})),
         AutomationStartBody::Accepted => Reply::ok(json!({"accepted": true})),
+        AutomationStartBody::NotAccepted => Reply::ok(
+            json!({"accepted": false, "detail": "The automation did not start for this contact."}),
+        ),
     }
 }
 

@@ -1,7 +1,7 @@
 //! The account-level world beside contacts, lists and custom fields: the account, agencies,
 //! roles and invitations, tags, templates, media, tickets, automations with their API triggers,
-//! campaigns, automation runs and cached reports (spoki-api.md §3.4–§3.11, §3.15, §5,
-//! §7 items 14–18, 20, 21), and the fixed world a simulator starts with ([`Fixtures`]).
+//! campaigns, automation runs and cached reports, and the fixed world a simulator starts
+//! with ([`Fixtures`]).
 //!
 //! Objects whose JSON needs contacts or lists (tickets, campaigns) are rendered by their
 //! handlers, which see both stores.
@@ -19,7 +19,7 @@ use super::Fixtures;
 use super::state::iso;
 use super::validate;
 
-/// Role names Spoki accepts (spoki-api.md §3.11).
+/// Role names Spoki accepts.
 pub(super) const ROLE_NAMES: [&str; 3] =
     ["Administrator", "Chat Operator", "Chat Operator Manager"];
 pub(super) const ADMINISTRATOR: &str = "Administrator";
@@ -29,7 +29,7 @@ pub(super) const TICKET_STATUSES: [&str; 4] = ["Open", "In Progress", "Pending",
 pub(super) const TICKET_PRIORITIES: [&str; 4] = ["Highest", "High", "Medium", "Low"];
 pub(super) const CAMPAIGN_STATUSES: [&str; 4] = ["Draft", "Scheduled", "Processing", "Completed"];
 pub(super) const REPORT_GRANULARITIES: [&str; 3] = ["Day", "Month", "Year"];
-/// Values of the `webhook_platform` filter of `GET /automations/` (spoki-api.md §3.8).
+/// Values of the `webhook_platform` filter of `GET /automations/`.
 pub(super) const WEBHOOK_PLATFORMS: [&str; 19] = [
     "Api",
     "Active Campaign",
@@ -288,7 +288,7 @@ pub(super) struct Campaign {
     pub updated: DateTime<Utc>,
 }
 
-/// A report kept for the cache period (spoki-api.md §7 item 17).
+/// A report kept for the cache period.
 #[derive(Debug)]
 struct Cached {
     at: Instant,
@@ -810,7 +810,7 @@ fn cached(entry: &mut Cached, now: Instant, ttl: Duration, build: impl FnOnce() 
     entry.value.clone()
 }
 
-// ---- JSON shapes (spoki-api.md §3.15) ----------------------------------------------------------
+// ---- JSON shapes ----------------------------------------------------------
 
 impl Role {
     pub(super) fn to_json(&self) -> Value {

@@ -1,5 +1,5 @@
 //! Handlers of the content endpoints: tags (read only), templates and their review states,
-//! media files and tickets (spoki-api.md §3.4–§3.7, §7 items 14, 15, 24–26).
+//! media files and tickets.
 
 use axum::http::StatusCode;
 use chrono::Utc;

@@ -1,4 +1,4 @@
-//! Spoki's account-level event webhooks for contacts (spoki-api.md §4.1, §7 item 23):
+//! Spoki's account-level event webhooks for contacts:
 //! `contact.created`, `contact.updated` and `contact.deleted`, signed like Spoki's V2 webhooks.
 //!
 //! Whatever changes a contact (an API call, an automation start, a ticket, a UI hook) logs it

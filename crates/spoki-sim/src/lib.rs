@@ -1,6 +1,7 @@
-//! In-memory simulator of Spoki's REST API, written from `spoki-api.md` §7 "Simulator contract"
-//! alone: contacts, lists, custom fields, tags, templates, media, tickets, automations and their
-//! `/wh/ap/` start URLs, campaigns, accounts, agencies, partners, reports, roles and invitations.
+//! In-memory simulator of Spoki's REST API, written from what is known of Spoki's API alone
+//! (never from the client's types): contacts, lists, custom fields, tags, templates, media,
+//! tickets, automations and their `/wh/ap/` start URLs, campaigns, accounts, agencies,
+//! partners, reports, roles and invitations.
 //!
 //! It is its own crate and depends on neither the daemon nor its Spoki client (a test reads
 //! `cargo metadata` to keep it so), so a wire-format mistake in the client cannot
@@ -11,7 +12,7 @@
 //! and records every API call for tests, in process through [`SimHandle`] or over HTTP under
 //! `/_sim/`.
 //!
-//! Like Spoki's account-level event webhooks (spoki-api.md §4.1), it can post signed
+//! Like Spoki's account-level event webhooks, it can post signed
 //! `contact.created` / `contact.updated` / `contact.deleted` events to a URL on every contact
 //! change, whatever caused it, including edits made "in Spoki's UI" through
 //! [`SimHandle::ui_upsert_contact`] and [`SimHandle::ui_delete_contact`]; tests can spoil the
@@ -38,9 +39,12 @@ mod tests;
 mod tests_webhooks;
 #[cfg(test)]
 mod tests_world;
+#[cfg(test)]
+mod tests_writes;
 mod ui;
 mod validate;
 mod variants;
+pub mod writes;
 
 pub use variants::{Pagination, ReadVariants};
 
@@ -68,7 +72,7 @@ use validate::CustomFieldInput;
 const RECORD_CAP: usize = 100_000;
 
 /// What the simulator does with a `custom_fields` code that no custom field has.
-/// Spoki's behaviour is undocumented (spoki-api.md §6 question 4).
+/// Spoki's behaviour is undocumented.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub enum UnknownCustomField {
     /// Drop the value silently.
@@ -81,8 +85,7 @@ pub enum UnknownCustomField {
 }
 
 /// What `POST /wh/ap/{uuid}/` (and `…/bulk/`) answers with its 200. Spoki's documentation as
-/// quoted by one client says an empty body; another client expects `{"accepted": …}`
-/// (spoki-api.md §5).
+/// quoted by one client says an empty body; another client expects `{"accepted": …}`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub enum AutomationStartBody {
     /// No body at all.
@@ -92,9 +95,11 @@ pub enum AutomationStartBody {
     EmptyObject,
     /// `{"accepted": true}`
     Accepted,
+    /// `{"accepted": false, "detail": …}`: the 200 of a start Spoki did not take.
+    NotAccepted,
 }
 
-/// Statuses of the automation-start refusals, undocumented upstream (spoki-api.md §5, §7 item 20).
+/// Statuses of the automation-start refusals, undocumented upstream.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AutomationStartErrors {
     /// Missing or wrong `secret`; default 403.
@@ -177,7 +182,7 @@ pub struct SimConfig {
     pub api_key: String,
     /// Length of the rolling rate-limit window (Spoki's limits are per minute).
     pub window: Duration,
-    /// Requests per window for endpoints without a limit in spoki-api.md §3.16.
+    /// Requests per window for endpoints for which Spoki documents no limit.
     pub default_limit: u32,
     /// Per-endpoint limits, keyed like `"POST /contacts/sync_all/"`; the key `"default"`
     /// replaces `default_limit`. Automation starts are not limited unless keyed here (or with
@@ -221,6 +226,8 @@ pub struct SimConfig {
     pub body_limit: usize,
     /// Alternative answer shapes (pagination style, odd records, …); all off by default.
     pub reads: ReadVariants,
+    /// The write side's switches (error wordings, failing creates, trigger links, …).
+    pub writes: writes::WriteSwitches,
 }
 
 impl Default for SimConfig {
@@ -247,6 +254,7 @@ impl Default for SimConfig {
             event_webhook_retry_pause: Duration::from_millis(500),
             body_limit: 16 * 1024 * 1024,
             reads: ReadVariants::default(),
+            writes: writes::WriteSwitches::default(),
         }
     }
 }
@@ -316,6 +324,7 @@ struct SimState {
     requests: VecDeque<RecordedRequest>,
     requests_seen: u64,
     throttled: u64,
+    writes: writes::WriteSwitches,
 }
 
 impl SimState {
@@ -424,6 +433,7 @@ fn spawn(
         requests: VecDeque::new(),
         requests_seen: 0,
         throttled: 0,
+        writes: config.writes,
     };
     let shared = Arc::new(Shared {
         state: Mutex::new(state),
@@ -632,6 +642,11 @@ impl SimHandle {
             .invitations
             .get(invitation_id)
             .map_or(0, |invitation| invitation.sends)
+    }
+
+    /// Replaces the write-side switches in force.
+    pub fn set_writes(&self, writes: writes::WriteSwitches) {
+        self.shared.lock().writes = writes;
     }
 
     /// Replaces the faults in force.

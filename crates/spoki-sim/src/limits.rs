@@ -1,5 +1,5 @@
-//! Per-endpoint rate limits over a rolling window (spoki-api.md §2.4, §3.16, §7 item 19).
-//! Endpoints without a limit in §3.16 share the configurable default.
+//! Per-endpoint rate limits over a rolling window.
+//! Endpoints without a documented limit share the configurable default.
 //!
 //! An endpoint is a method plus a path template, e.g. `POST /lists/{id}/sync_contacts/`, so
 //! every list shares one budget. Only requests that were let through are remembered: a
@@ -13,7 +13,7 @@ use tokio::time::Instant;
 /// Key of [`RateLimiter::set_limit`] that changes the limit of every endpoint without its own.
 pub(super) const DEFAULT_KEY: &str = "default";
 
-/// Per-minute limits of spoki-api.md §3.16 for the endpoints the simulator serves.
+/// Spoki's documented per-minute limits for the endpoints the simulator serves.
 pub(super) const BUILTIN_LIMITS: &[(&str, u32)] = &[
     ("POST /contacts/sync_all/", 1),
     ("POST /lists/{id}/sync_contacts/", 1),

@@ -1,4 +1,4 @@
-//! Query strings and DRF page-number pagination (spoki-api.md §2.1, §2.2, §7 item 5).
+//! Query strings and DRF page-number pagination.
 //!
 //! Decoding follows Django's `QueryDict` (form encoding: `+` is a space, so an unencoded `+39…`
 //! phone arrives as ` 39…`); `next`/`previous` links are rebuilt the way DRF's

@@ -1,12 +1,12 @@
 //! The simulator's HTTP surface: the axum router, the pipeline every API call goes through
 //! (503 fault → routing → `X-Spoki-Api-Key` → rate limit → handler → record → late answer),
-//! the routing table of every endpoint, the handlers of spoki-api.md §3.1–§3.3 (contacts,
-//! lists, custom fields) and the `/_sim/` introspection routes (the UI hooks and webhook ones
+//! the routing table of every endpoint, the handlers of contacts,
+//! lists and custom fields, and the `/_sim/` introspection routes (the UI hooks and webhook ones
 //! live in `ui.rs`). The other handlers live in
 //! `content.rs`, `automations.rs` and `admin.rs`.
 //!
 //! Automation starts (`/wh/ap/…`) go through the same pipeline but need no API key and are
-//! rate limited only when a limit is set for them explicitly (spoki-api.md §7 item 20).
+//! rate limited only when a limit is set for them explicitly.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,7 +29,7 @@ use super::variants::{self, Pagination};
 use super::{Faults, ReadVariants, Shared, SimState};
 use super::{admin, automations, content, ui};
 
-/// Most contacts one bulk request may carry (spoki-api.md §7 items 9, 10).
+/// Most contacts one bulk request may carry.
 const BULK_MAX: usize = 500;
 const API_PREFIX: &str = "/api/1/";
 const START_PREFIX: &str = "/wh/ap/";
@@ -396,6 +396,11 @@ enum Route<'a> {
     Partners,
     PartnerOnboarding,
     Reports,
+    /// `GET /reports/detailed/`, the replacement of the deprecated `/reports/`.
+    ReportsDetailed,
+    /// `GET|POST /channel/`: `POST {"platform": 1}` is the documented replacement of the
+    /// removed account onboarding link (spoki-api.md §3.10, §3.14).
+    Channels,
     Roles,
     Role(&'a str),
     RoleAddServiceUser,
@@ -457,6 +462,8 @@ impl<'a> Route<'a> {
             ["partners"] => Self::Partners,
             ["partners", "onboarding"] => Self::PartnerOnboarding,
             ["reports"] => Self::Reports,
+            ["reports", "detailed"] => Self::ReportsDetailed,
+            ["channel"] => Self::Channels,
             ["roles"] => Self::Roles,
             ["roles", "add_service_user"] => Self::RoleAddServiceUser,
             ["roles", i] if id(i) => Self::Role(i),
@@ -529,6 +536,8 @@ impl<'a> Route<'a> {
             Self::Partners => "/partners/",
             Self::PartnerOnboarding => "/partners/onboarding/",
             Self::Reports => "/reports/",
+            Self::ReportsDetailed => "/reports/detailed/",
+            Self::Channels => "/channel/",
             Self::Roles => "/roles/",
             Self::Role(_) => "/roles/{id}/",
             Self::RoleAddServiceUser => "/roles/add_service_user/",
@@ -559,6 +568,7 @@ impl<'a> Route<'a> {
             | Self::Agencies
             | Self::Partners
             | Self::Reports
+            | Self::ReportsDetailed
             | Self::Roles
             | Self::RoleHasPrivateKey(_)
             | Self::Invitations
@@ -572,7 +582,8 @@ impl<'a> Route<'a> {
             | Self::CustomFields
             | Self::Templates
             | Self::MediaFiles
-            | Self::Tickets => "GET, POST",
+            | Self::Tickets
+            | Self::Channels => "GET, POST",
             Self::List(_) | Self::Role(_) => "GET, DELETE",
             Self::Campaign(_) => "GET, PATCH",
             Self::ContactSync
@@ -614,7 +625,11 @@ fn dispatch(st: &mut SimState, req: &ApiRequest<'_>, route: Route<'_>) -> Reply 
     } else {
         handle(st, req, route)
     };
-    outcome.unwrap_or_else(|reply| reply)
+    let reply = outcome.unwrap_or_else(|reply| reply);
+    if st.writes.empty_write_bodies && method != "GET" && reply.status.is_success() {
+        return Reply::empty(reply.status);
+    }
+    reply
 }
 
 /// Runs the handler of an allowed method on `route`.
@@ -672,7 +687,15 @@ fn handle(st: &mut SimState, req: &ApiRequest<'_>, route: Route<'_>) -> Outcome 
         (_, Route::Agencies) => admin::list_agencies(st),
         (_, Route::Partners) => admin::list_partners(st, req),
         (_, Route::PartnerOnboarding) => admin::partner_onboarding(st, req),
-        (_, Route::Reports) => admin::reports(st, req),
+        (_, Route::Reports) => match st.writes.reports_gone {
+            Some(status) => Err(Reply::detail(
+                StatusCode::from_u16(status).unwrap_or(StatusCode::GONE),
+                "This endpoint was removed; use /reports/detailed/.",
+            )),
+            None => admin::reports(st, req),
+        },
+        (_, Route::ReportsDetailed) => admin::reports(st, req),
+        (method, Route::Channels) => admin::channels(st, req, method),
         (_, Route::Roles) => admin::list_roles(st, req),
         ("GET", Route::Role(id)) => admin::get_role(st, id),
         ("DELETE", Route::Role(id)) => admin::delete_role(st, id),
@@ -1158,8 +1181,15 @@ fn list_custom_fields(st: &SimState, req: &ApiRequest<'_>) -> Outcome {
 }
 
 fn create_custom_field(st: &mut SimState, req: &ApiRequest<'_>) -> Outcome {
+    if let Some(status) = st.writes.custom_field_create_failures.pop_front() {
+        let status = StatusCode::from_u16(status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+        return Err(Reply::detail(status, "Temporarily refused."));
+    }
     let body = req.json_body()?;
     let input = validate::custom_field_input(&body).map_err(Reply::bad_request)?;
+    if st.store.field_by_code(&input.code).is_some() {
+        return Err(Reply::bad_request(st.writes.duplicate_wording.body()));
+    }
     let field = st
         .store
         .try_create_custom_field(input)

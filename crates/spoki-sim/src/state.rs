@@ -1,5 +1,5 @@
 //! The simulator's data: contacts, lists and custom fields, their upsert and membership rules
-//! (spoki-api.md §3.1–§3.3, §7 items 8–13) and their JSON shapes (§3.15).
+//! and their JSON shapes.
 //!
 //! Every change to a contact's own data is also logged as a [`ContactChange`], which
 //! `events.rs` turns into `contact.*` webhooks once the operation that caused it is done.
@@ -82,7 +82,7 @@ pub(super) enum ContactChange {
     Deleted(Value),
 }
 
-/// Which contacts `GET /contacts/` returns (spoki-api.md §7 item 6).
+/// Which contacts `GET /contacts/` returns.
 #[derive(Debug, Default)]
 pub(super) struct ContactFilter {
     /// Lower-cased; every term must occur in one of the searched fields.

@@ -1,6 +1,6 @@
 //! Changes made "in Spoki's web app" rather than through the API: a person editing or deleting
 //! a contact. They need no API key, use no rate-limit slot and are not recorded as API calls,
-//! but they fire `contact.*` webhooks like any other change (spoki-api.md §4.1).
+//! but they fire `contact.*` webhooks like any other change.
 //!
 //! Also the `/_sim/` routes of these hooks and of the event webhooks:
 //! `POST /_sim/ui/contacts` (`{"phone": …, …fields}` → the contact, or 400 with field errors),

@@ -1,6 +1,6 @@
 //! Request-body validation for the simulator, following Django REST Framework's rules and
 //! default messages: E.164 phones, Django-style e-mail syntax, string/boolean/choice coercion,
-//! and the `{"field": ["message"]}` error shape (spoki-api.md §7 items 7, 8, 13, 25).
+//! and the `{"field": ["message"]}` error shape.
 //!
 //! Everything here is pure; checks that need the stored data (unknown custom-field codes,
 //! phone uniqueness, code uniqueness) live in `state.rs`.
@@ -21,9 +21,9 @@ pub(super) const MSG_BOOLEAN: &str = "Must be a valid boolean.";
 pub(super) const MSG_INTEGER: &str = "A valid integer is required.";
 pub(super) const MSG_EMPTY_LIST: &str = "This list may not be empty.";
 
-/// Marketing-consent values a contact's `status` may take (spoki-api.md §3.1).
+/// Marketing-consent values a contact's `status` may take.
 pub(super) const CONTACT_STATUSES: [&str; 3] = ["Not Declared", "Subscribed", "Unsubscribed"];
-/// Codes of the built-in contact fields, which no custom field may take (spoki-api.md §3.3).
+/// Codes of the built-in contact fields, which no custom field may take.
 pub(super) const RESERVED_CODES: [&str; 6] = [
     "FIRST_NAME",
     "LAST_NAME",

@@ -1,5 +1,5 @@
-//! Read variants: switches for the answers spoki-api.md marks as guessed or single-source
-//! (§2.1 pagination and envelopes, §2.3 empty 2xx bodies, §2.4 `Retry-After`, §3.15 record
+//! Read variants: switches for the answers what is known of Spoki's API only guesses at or
+//! has from a single source (pagination and envelopes, empty 2xx bodies, `Retry-After`, record
 //! shapes), so a client can be tried against each alternative. All are off by default, and
 //! can be changed while serving ([`crate::SimHandle::set_read_variants`], `POST /_sim/reads`).
 
@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-/// How list endpoints page (DRF offers all three; spoki-api.md §2.1 documents the first).
+/// How list endpoints page (DRF offers all three; Spoki is documented with the first).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Pagination {
     /// `page` and `page_size`, as documented.
@@ -90,7 +90,7 @@ pub(super) fn quirky_contact(mut contact: Value) -> Value {
     contact
 }
 
-/// The IMF-fixdate (RFC 9110 §5.6.7) at least `wait` from now, rounded up to the second the
+/// The IMF-fixdate (RFC 9110, section 5.6.7) at least `wait` from now, rounded up to the second the
 /// format can say, so a client that waits until then waits at least `wait`.
 pub(super) fn http_date_after(wait: Duration, now: DateTime<Utc>) -> String {
     let target = now + chrono::Duration::from_std(wait).unwrap_or(chrono::Duration::MAX);
