@@ -460,10 +460,7 @@ async fn rejects(
     let full = usize::try_from(limit).is_ok_and(|l| rejects.len() >= l);
     let next_before = last.filter(|_| full);
     let next = next_before.map(|before| {
-        let mut pairs = vec![
-            ("limit", limit.to_string()),
-            ("before", before.to_string()),
-        ];
+        let mut pairs = vec![("limit", limit.to_string()), ("before", before.to_string())];
         pairs.extend(filter.source.clone().map(|s| ("source", s)));
         pairs.extend(filter.file.clone().map(|f| ("file", f)));
         match reqwest::Url::parse_with_params("http://admin/v1/rejects", &pairs) {

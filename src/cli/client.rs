@@ -249,9 +249,7 @@ impl AdminClient {
     /// # Errors
     /// When the daemon cannot be reached or answers an error.
     pub async fn rejects(&self, query: &RejectsQuery, json_out: bool) -> anyhow::Result<()> {
-        let (status, answer) = self
-            .call(reqwest::Method::GET, &query.path(), None)
-            .await?;
+        let (status, answer) = self.call(reqwest::Method::GET, &query.path(), None).await?;
         if !status.is_success() {
             bail!("the admin API answered {status}: {answer}");
         }

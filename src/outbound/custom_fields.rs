@@ -79,7 +79,10 @@ impl CustomFields {
         if self.recheck.swap(false, Ordering::Relaxed) {
             let again = self.store.retry_failed_custom_fields().await?;
             if again > 0 {
-                tracing::info!(codes = again, "custom fields refused before are tried again");
+                tracing::info!(
+                    codes = again,
+                    "custom fields refused before are tried again"
+                );
             }
             self.listed.store(false, Ordering::Relaxed);
             self.refused().clear();
@@ -204,9 +207,15 @@ impl CustomFields {
                     text.truncate(cut.unwrap_or(0));
                     text.push('…');
                 }
-                tracing::info!(code, status, "Spoki refused to create a custom field; listing its fields to see whether it exists");
-                self.refused()
-                    .insert(code.to_owned(), format!("Spoki refused to create it (HTTP {status}): {text}"));
+                tracing::info!(
+                    code,
+                    status,
+                    "Spoki refused to create a custom field; listing its fields to see whether it exists"
+                );
+                self.refused().insert(
+                    code.to_owned(),
+                    format!("Spoki refused to create it (HTTP {status}): {text}"),
+                );
                 self.listed.store(false, Ordering::Relaxed);
                 Ok(Created::Refused)
             }
@@ -222,7 +231,10 @@ impl CustomFields {
     /// failures in a row), during which the action's budget stays shut (a 429 has shut it
     /// already). Never a refusal of the field: 401, 403, 404 and 5xx are retried.
     fn wait_after<T>(&self, sent: &Sent<T>, action: Action, max_backoff: Duration) -> Duration {
-        let failures = self.failures.fetch_add(1, Ordering::Relaxed).saturating_add(1);
+        let failures = self
+            .failures
+            .fetch_add(1, Ordering::Relaxed)
+            .saturating_add(1);
         let wait = sent
             .retry_in(failures, max_backoff)
             .unwrap_or_else(|| {
