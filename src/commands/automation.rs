@@ -242,7 +242,6 @@ mod tests {
             7,
             Some(&automation(json!("https://api.spoki.com/wh/ap/u-2/"))),
         )
-        .ok()
         .expect("trigger");
         assert_eq!(t.url.as_str(), "https://api.spoki.com/wh/ap/u-2/");
         assert_eq!(t.secret, json!("s2"));
@@ -252,13 +251,10 @@ mod tests {
             Some(&automation(json!("https://app.spoki.it/wh/ap/u-2/"))),
         );
         assert!(legacy.is_ok(), "the legacy host is Spoki's too");
-        let relative = trigger_of(&c, 7, Some(&automation(json!("/wh/ap/u-2/"))))
-            .ok()
-            .expect("relative");
+        let relative =
+            trigger_of(&c, 7, Some(&automation(json!("/wh/ap/u-2/")))).expect("relative");
         assert_eq!(relative.url.as_str(), "https://api.spoki.com/wh/ap/u-2/");
-        let missing = trigger_of(&c, 7, Some(&automation(Value::Null)))
-            .ok()
-            .expect("uuid");
+        let missing = trigger_of(&c, 7, Some(&automation(Value::Null))).expect("uuid");
         assert_eq!(missing.url.as_str(), "https://api.spoki.com/wh/ap/u-2/");
         for foreign in [
             "https://evil.example/wh/ap/u-2/",
