@@ -20,7 +20,7 @@ use crate::outbound::sender::{Sender, Sent, Slot};
 use crate::spoki::actions::Action;
 use crate::spoki::{Answer, SpokiClient};
 
-/// Hosts Spoki serves the trigger URLs from (spoki-api.md §1, §5): today's and the legacy one.
+/// Hosts Spoki serves the trigger URLs from: today's and the legacy one.
 const SPOKI_HOSTS: [&str; 2] = ["api.spoki.com", "app.spoki.it"];
 
 /// An automation's start URL and the secret it takes.

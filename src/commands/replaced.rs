@@ -1,4 +1,4 @@
-//! Routes Spoki removed or deprecated, and their documented replacements (spoki-api.md §3.10):
+//! Routes Spoki removed or deprecated, and their documented replacements:
 //! - `POST accounts/{id}/onboarding/` answers 404; the replacement is `POST channel/` with
 //!   `{"platform": 1}` (the partner-only `partners/onboarding/` is not for an account's key);
 //! - `GET reports/` is deprecated for `GET reports/detailed/`, with the same query.
