@@ -97,7 +97,10 @@ pub async fn start(sender: &Sender, triggers: &Triggers, slot: Slot, params: &Va
         .client()
         .post_url(Action::StartAutomation, trigger.url.clone(), &body);
     match sender.send(slot, call).await {
-        Sent::Done(answer) if answer.body.as_ref().and_then(|b| b.get("accepted")) == Some(&Value::Bool(false)) => {
+        Sent::Done(answer)
+            if answer.body.as_ref().and_then(|b| b.get("accepted"))
+                == Some(&Value::Bool(false)) =>
+        {
             Started::Sent(Sent::Refused {
                 status: answer.status.as_u16(),
                 body: json!({
@@ -172,14 +175,18 @@ pub fn trigger_of(
         })?;
     let base = client.base();
     let url = match trigger.get("link").and_then(Value::as_str) {
-        Some(link) => base
-            .join(link)
-            .map_err(|e| refuse(format!("automation {automation}: its trigger link is not a URL: {e}")))?,
+        Some(link) => base.join(link).map_err(|e| {
+            refuse(format!(
+                "automation {automation}: its trigger link is not a URL: {e}"
+            ))
+        })?,
         None => {
-            let uuid = trigger.get("uuid").and_then(Value::as_str).unwrap_or_default();
-            base.join(&format!("/wh/ap/{uuid}/")).map_err(|e| {
-                refuse(format!("automation {automation}: bad trigger uuid: {e}"))
-            })?
+            let uuid = trigger
+                .get("uuid")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            base.join(&format!("/wh/ap/{uuid}/"))
+                .map_err(|e| refuse(format!("automation {automation}: bad trigger uuid: {e}")))?
         }
     };
     if !on_spokis_host(base, &url) {
@@ -202,7 +209,8 @@ fn on_spokis_host(base: &Url, url: &Url) -> bool {
     let same = url.scheme() == base.scheme()
         && url.host_str() == base.host_str()
         && url.port_or_known_default() == base.port_or_known_default();
-    let spoki = |u: &Url| u.scheme() == "https" && u.host_str().is_some_and(|h| SPOKI_HOSTS.contains(&h));
+    let spoki =
+        |u: &Url| u.scheme() == "https" && u.host_str().is_some_and(|h| SPOKI_HOSTS.contains(&h));
     same || (spoki(base) && spoki(url))
 }
 
@@ -229,18 +237,29 @@ mod tests {
     #[test]
     fn the_active_triggers_link_is_used_only_on_spokis_host() {
         let c = client("https://api.spoki.com/api/1/");
-        let t = trigger_of(&c, 7, Some(&automation(json!("https://api.spoki.com/wh/ap/u-2/"))))
-            .ok()
-            .expect("trigger");
+        let t = trigger_of(
+            &c,
+            7,
+            Some(&automation(json!("https://api.spoki.com/wh/ap/u-2/"))),
+        )
+        .expect("trigger");
         assert_eq!(t.url.as_str(), "https://api.spoki.com/wh/ap/u-2/");
         assert_eq!(t.secret, json!("s2"));
-        let legacy = trigger_of(&c, 7, Some(&automation(json!("https://app.spoki.it/wh/ap/u-2/"))));
+        let legacy = trigger_of(
+            &c,
+            7,
+            Some(&automation(json!("https://app.spoki.it/wh/ap/u-2/"))),
+        );
         assert!(legacy.is_ok(), "the legacy host is Spoki's too");
-        let relative = trigger_of(&c, 7, Some(&automation(json!("/wh/ap/u-2/")))).ok().expect("relative");
+        let relative =
+            trigger_of(&c, 7, Some(&automation(json!("/wh/ap/u-2/")))).expect("relative");
         assert_eq!(relative.url.as_str(), "https://api.spoki.com/wh/ap/u-2/");
-        let missing = trigger_of(&c, 7, Some(&automation(Value::Null))).ok().expect("uuid");
+        let missing = trigger_of(&c, 7, Some(&automation(Value::Null))).expect("uuid");
         assert_eq!(missing.url.as_str(), "https://api.spoki.com/wh/ap/u-2/");
-        for foreign in ["https://evil.example/wh/ap/u-2/", "http://api.spoki.com/wh/ap/u-2/"] {
+        for foreign in [
+            "https://evil.example/wh/ap/u-2/",
+            "http://api.spoki.com/wh/ap/u-2/",
+        ] {
             match trigger_of(&c, 7, Some(&automation(json!(foreign)))) {
                 Err(Sent::Refused { body, .. }) => {
                     assert!(body.to_string().contains("not sent there"), "{body}");
@@ -249,6 +268,13 @@ mod tests {
             }
         }
         let local = client("http://127.0.0.1:9000/api/1/");
-        assert!(trigger_of(&local, 7, Some(&automation(json!("http://127.0.0.1:9001/wh/ap/u-2/")))).is_err());
+        assert!(
+            trigger_of(
+                &local,
+                7,
+                Some(&automation(json!("http://127.0.0.1:9001/wh/ap/u-2/")))
+            )
+            .is_err()
+        );
     }
 }

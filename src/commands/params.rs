@@ -10,8 +10,8 @@ use serde_json::{Map, Value};
 use super::describe::{self, Described, ParamDoc};
 use super::types::{
     CampaignStatus, ContactIn, ContactStatus, Contacts, Date, DateTime, E164, Email, FieldCode,
-    FieldType, Given, Granularity, Id, RoleName, SortOrder, TemplateCategory, Text,
-    TicketPriority, TicketStatus, WebhookPlatform,
+    FieldType, Given, Granularity, Id, RoleName, SortOrder, TemplateCategory, Text, TicketPriority,
+    TicketStatus, WebhookPlatform,
 };
 use crate::spoki::actions::{Action, Method};
 
@@ -164,7 +164,9 @@ fn scalar(v: &Value) -> String {
 /// Optional fields not given serialise as `null` at the top level: they are not sent.
 fn drop_top_level_nulls(v: Value) -> Value {
     match v {
-        Value::Object(map) => Value::Object(map.into_iter().filter(|(_, v)| !v.is_null()).collect()),
+        Value::Object(map) => {
+            Value::Object(map.into_iter().filter(|(_, v)| !v.is_null()).collect())
+        }
         other => other,
     }
 }
@@ -682,8 +684,11 @@ mod tests {
             Some(json!({"first_name": "Anna", "custom_fields": {"CITTA": null}}))
         );
         assert!(prepare("update_contact", json!({"id": 5})).is_err());
-        let p = prepare("update_campaign", json!({"id": 2, "scheduled_datetime": null}))
-            .expect("ok");
+        let p = prepare(
+            "update_campaign",
+            json!({"id": 2, "scheduled_datetime": null}),
+        )
+        .expect("ok");
         assert_eq!(p.request.body, Some(json!({"scheduled_datetime": null})));
         // Outside a PATCH a top-level null is a field not given; nested ones stay.
         let p = prepare(
@@ -694,7 +699,9 @@ mod tests {
         .expect("ok");
         assert_eq!(
             p.request.body,
-            Some(json!({"name": "t", "category": "UTILITY", "example_custom_fields": {"CITY": null}}))
+            Some(
+                json!({"name": "t", "category": "UTILITY", "example_custom_fields": {"CITY": null}})
+            )
         );
         let p = prepare(
             "create_or_update_contact",
@@ -763,7 +770,10 @@ mod tests {
         assert_eq!(e.field, "granularity");
         // Role names are not a closed list anyone documents: Spoki decides.
         assert!(prepare("add_service_user", json!({"role": "Boss", "name": "bot"})).is_ok());
-        assert_eq!(err("add_service_user", json!({"role": "", "name": "bot"})).field, "role");
+        assert_eq!(
+            err("add_service_user", json!({"role": "", "name": "bot"})).field,
+            "role"
+        );
         let e = err("remove_contacts_from_list", json!({"id": 1}));
         assert!(e.message.contains("at least one"), "{e}");
     }

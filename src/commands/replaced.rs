@@ -41,7 +41,12 @@ impl Replaced {
             (Action::CreateAccountOnboardingLink, Sent::Refused { status: 404, .. }) => {
                 &self.onboarding_gone
             }
-            (Action::ListReports, Sent::Refused { status: 404 | 410, .. }) => &self.reports_gone,
+            (
+                Action::ListReports,
+                Sent::Refused {
+                    status: 404 | 410, ..
+                },
+            ) => &self.reports_gone,
             _ => return false,
         };
         gone.store(true, Ordering::Relaxed);
@@ -71,7 +76,13 @@ impl Replaced {
                 sender.send(slot, call).await
             }
             _ => {
-                let call = client.send(action, Method::GET, "reports/detailed/", &request.query, None);
+                let call = client.send(
+                    action,
+                    Method::GET,
+                    "reports/detailed/",
+                    &request.query,
+                    None,
+                );
                 sender.send(slot, call).await
             }
         };

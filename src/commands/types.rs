@@ -166,9 +166,13 @@ impl TryFrom<String> for DateTime {
 
     fn try_from(text: String) -> Result<Self, String> {
         let iso = chrono::DateTime::parse_from_rfc3339(&text).is_ok()
-            || ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M:%S%.f"]
-                .iter()
-                .any(|f| chrono::NaiveDateTime::parse_from_str(&text, f).is_ok())
+            || [
+                "%Y-%m-%dT%H:%M:%S%.f",
+                "%Y-%m-%dT%H:%M",
+                "%Y-%m-%d %H:%M:%S%.f",
+            ]
+            .iter()
+            .any(|f| chrono::NaiveDateTime::parse_from_str(&text, f).is_ok())
             || chrono::NaiveDate::parse_from_str(&text, "%Y-%m-%d").is_ok();
         if iso {
             Ok(DateTime(text))

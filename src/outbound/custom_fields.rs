@@ -6,7 +6,7 @@
 //! What decides a code's fate is Spoki's list of fields, never the wording of an error: after
 //! a 400 (or 409, 422) on a create the fields are listed again, and the code is refused only if
 //! it is still missing. 401, 403, 429, 5xx and timeouts are retried like any call. Refused
-//! codes are wanted again after a configuration reload (`recheck`).
+//! codes are wanted again at start and after a configuration reload (`recheck`).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
@@ -51,7 +51,8 @@ impl CustomFields {
             store,
             budgets,
             listed: Arc::new(AtomicBool::new(false)),
-            recheck: Arc::new(AtomicBool::new(false)),
+            // A start is a fresh configuration too: codes refused before are tried again.
+            recheck: Arc::new(AtomicBool::new(true)),
             refused: Arc::new(Mutex::new(HashMap::new())),
             failures: Arc::new(AtomicU32::new(0)),
         }
@@ -79,7 +80,10 @@ impl CustomFields {
         if self.recheck.swap(false, Ordering::Relaxed) {
             let again = self.store.retry_failed_custom_fields().await?;
             if again > 0 {
-                tracing::info!(codes = again, "custom fields refused before are tried again");
+                tracing::info!(
+                    codes = again,
+                    "custom fields refused before are tried again"
+                );
             }
             self.listed.store(false, Ordering::Relaxed);
             self.refused().clear();
@@ -204,9 +208,15 @@ impl CustomFields {
                     text.truncate(cut.unwrap_or(0));
                     text.push('…');
                 }
-                tracing::info!(code, status, "Spoki refused to create a custom field; listing its fields to see whether it exists");
-                self.refused()
-                    .insert(code.to_owned(), format!("Spoki refused to create it (HTTP {status}): {text}"));
+                tracing::info!(
+                    code,
+                    status,
+                    "Spoki refused to create a custom field; listing its fields to see whether it exists"
+                );
+                self.refused().insert(
+                    code.to_owned(),
+                    format!("Spoki refused to create it (HTTP {status}): {text}"),
+                );
                 self.listed.store(false, Ordering::Relaxed);
                 Ok(Created::Refused)
             }
@@ -222,7 +232,10 @@ impl CustomFields {
     /// failures in a row), during which the action's budget stays shut (a 429 has shut it
     /// already). Never a refusal of the field: 401, 403, 404 and 5xx are retried.
     fn wait_after<T>(&self, sent: &Sent<T>, action: Action, max_backoff: Duration) -> Duration {
-        let failures = self.failures.fetch_add(1, Ordering::Relaxed).saturating_add(1);
+        let failures = self
+            .failures
+            .fetch_add(1, Ordering::Relaxed)
+            .saturating_add(1);
         let wait = sent
             .retry_in(failures, max_backoff)
             .unwrap_or_else(|| {

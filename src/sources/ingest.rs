@@ -347,7 +347,14 @@ pub async fn ingest_file<S: Sink>(
     let owned: PathBuf = path.to_path_buf();
     let name = display_name.to_string();
     let reader = tokio::task::spawn_blocking(move || {
-        let msg = match read_file(&owned, &name, region, keep_custom_fields, &ignored_codes, &tx) {
+        let msg = match read_file(
+            &owned,
+            &name,
+            region,
+            keep_custom_fields,
+            &ignored_codes,
+            &tx,
+        ) {
             Ok(report) => Msg::Done(Box::new(report)),
             Err(e) => Msg::Failed(e),
         };
@@ -423,7 +430,9 @@ fn read_file(
             match ignored_codes.get(code) {
                 Some(reason) => {
                     report.ignored_columns.push(header.clone());
-                    report.ignored_reasons.insert(header.clone(), reason.clone());
+                    report
+                        .ignored_reasons
+                        .insert(header.clone(), reason.clone());
                 }
                 None => report.custom_columns.push((code.clone(), header.clone())),
             }

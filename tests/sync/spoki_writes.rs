@@ -87,11 +87,18 @@ async fn a_create_refused_with_401_403_or_5xx_is_retried_with_an_example_until_i
     wait_field(&app, "+393381200001", "COLORE", "rosso").await;
     wait_field(&app, "+393381200002", "COLORE", "verde").await;
     let creates = creates_of(&app);
-    assert_eq!(creates.len(), 4, "three refusals, then the create: {creates:?}");
+    assert_eq!(
+        creates.len(),
+        4,
+        "three refusals, then the create: {creates:?}"
+    );
     let last = creates.last().expect("a create");
     assert_eq!(last["code"], "COLORE");
     assert_eq!(last["field_type"], 1);
-    assert_eq!(last["example"], "rosso", "the first value seen is the example");
+    assert_eq!(
+        last["example"], "rosso",
+        "the first value seen is the example"
+    );
     let rejects = rejects_page(&app, "").await;
     assert_eq!(rejects["rejects"], json!([]), "nothing stripped: {rejects}");
     app.stop().await;
@@ -120,7 +127,10 @@ async fn already_exists_in_any_words_is_decided_by_listing_the_fields_again() {
         // in words it cannot read.
         app.sim.create_custom_field("TAGLIA");
         let phone = format!("+3933812001{n}1");
-        app.drop_file("second.csv", format!("phone;Taglia\n{phone};M\n").as_bytes());
+        app.drop_file(
+            "second.csv",
+            format!("phone;Taglia\n{phone};M\n").as_bytes(),
+        );
         wait_field(&app, &phone, "TAGLIA", "M").await;
         assert!(
             creates_of(&app).iter().any(|b| b["code"] == "TAGLIA"),
@@ -142,16 +152,20 @@ async fn a_code_spoki_will_not_create_is_reported_per_file_and_tried_again_after
     app.drop_file("a.csv", b"phone;Reparto\n+393381300001;moda\n");
     wait_report(&app.inbox, "processed", "a.csv").await;
     // The contact goes without the value, and a reject says why: never silently.
-    wait_until(Duration::from_secs(30), "a reject naming REPARTO", || async {
-        rejects_page(&app, "").await["rejects"]
-            .as_array()
-            .is_some_and(|r| {
-                r.iter().any(|r| {
-                    r["phone"] == "+393381300001"
-                        && r["reason"].as_str().is_some_and(|t| t.contains("REPARTO"))
+    wait_until(
+        Duration::from_secs(30),
+        "a reject naming REPARTO",
+        || async {
+            rejects_page(&app, "").await["rejects"]
+                .as_array()
+                .is_some_and(|r| {
+                    r.iter().any(|r| {
+                        r["phone"] == "+393381300001"
+                            && r["reason"].as_str().is_some_and(|t| t.contains("REPARTO"))
+                    })
                 })
-            })
-    })
+        },
+    )
     .await;
     let status: Value = app
         .admin_req(Method::GET, "/v1/status")
@@ -162,6 +176,14 @@ async fn a_code_spoki_will_not_create_is_reported_per_file_and_tried_again_after
         .await
         .expect("JSON");
     assert!(status["rejected"].as_i64().unwrap_or(0) >= 1, "{status}");
+    let refused = &status["custom_fields_refused"][0];
+    assert_eq!(refused["code"], "REPARTO", "{status}");
+    assert!(
+        refused["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("400")),
+        "{status}"
+    );
 
     // A later file's report names the column and why.
     app.drop_file("b.csv", b"phone;Reparto\n+393381300002;sport\n");
@@ -205,7 +227,10 @@ async fn with_creation_off_codes_spoki_has_are_sent_and_only_missing_ones_are_le
     );
     wait_field(&app, "+393381400001", "CITTA", "Roma").await;
     assert_eq!(app.sim.custom_field_codes(), vec!["CITTA".to_owned()]);
-    assert!(creates_of(&app).is_empty(), "nothing created with creation off");
+    assert!(
+        creates_of(&app).is_empty(),
+        "nothing created with creation off"
+    );
     app.stop().await;
 }
 
@@ -416,7 +441,11 @@ async fn rejects_are_paged_newest_first_with_a_cursor_and_filters() {
     loop {
         let page = rejects_page(&app, &query).await;
         let items = page["rejects"].as_array().cloned().unwrap_or_default();
-        seen.extend(items.iter().map(|r| r["key"].as_str().unwrap_or("").to_owned()));
+        seen.extend(
+            items
+                .iter()
+                .map(|r| r["key"].as_str().unwrap_or("").to_owned()),
+        );
         match page["next"].as_str() {
             Some(next) => {
                 assert_eq!(items.len(), 2);
@@ -427,7 +456,13 @@ async fn rejects_are_paged_newest_first_with_a_cursor_and_filters() {
     }
     assert_eq!(
         seen,
-        ["bad.csv:6", "bad.csv:5", "bad.csv:4", "bad.csv:3", "bad.csv:2"],
+        [
+            "bad.csv:6",
+            "bad.csv:5",
+            "bad.csv:4",
+            "bad.csv:3",
+            "bad.csv:2"
+        ],
         "every reject of the file once, newest first"
     );
 
@@ -442,7 +477,9 @@ async fn rejects_are_paged_newest_first_with_a_cursor_and_filters() {
     )
     .expect("write config");
     let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_spoki-sync"))
-        .args(["rejects", "--limit", "3", "--source", "csv", "--json", "--config"])
+        .args([
+            "rejects", "--limit", "3", "--source", "csv", "--json", "--config",
+        ])
         .arg(&config)
         .output()
         .await
@@ -459,7 +496,10 @@ async fn rejects_are_paged_newest_first_with_a_cursor_and_filters() {
         .expect("run the binary");
     assert!(out.status.success(), "{out:?}");
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("bad.csv:3") && text.contains("bad.csv:2"), "{text}");
+    assert!(
+        text.contains("bad.csv:3") && text.contains("bad.csv:2"),
+        "{text}"
+    );
     assert!(!text.contains("other.csv"), "{text}");
     app.stop().await;
 }

@@ -32,18 +32,18 @@ mod events;
 mod limits;
 mod query;
 mod routes;
-pub mod writes;
 mod state;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
-mod tests_writes;
-#[cfg(test)]
 mod tests_webhooks;
 #[cfg(test)]
 mod tests_world;
+#[cfg(test)]
+mod tests_writes;
 mod ui;
 mod validate;
+pub mod writes;
 
 use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -586,6 +586,12 @@ impl SimHandle {
             .lock()
             .catalog
             .seed_automation(name, active, Utc::now())
+    }
+
+    /// Replaces an automation's API triggers with a fresh one, as re-creating it in Spoki's UI
+    /// does: the old start URL answers 404 from now on. Returns (uuid, secret) of the new one.
+    pub fn replace_trigger(&self, automation_id: i64) -> Option<(String, String)> {
+        self.shared.lock().catalog.replace_trigger(automation_id)
     }
 
     /// Marks that an automation uses this custom field: deleting the field is then refused.
