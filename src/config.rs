@@ -459,7 +459,7 @@ fn strip_unknown(
         } else {
             format!("{prefix}.{name}")
         };
-        let leaf = known.iter().any(|k| *k == path);
+        let leaf = known.contains(&path);
         let free = known.iter().any(|k| *k == format!("{path}.<action>"));
         let section = known.iter().any(|k| k.starts_with(&format!("{path}.")));
         if leaf || free {
