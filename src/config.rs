@@ -1226,3 +1226,121 @@ mod example_tests {
         }
     }
 }
+
+#[cfg(test)]
+mod doc_tests {
+    use super::*;
+
+    /// The keys of docs/configuration.md's table, with their default column.
+    fn documented() -> Vec<(String, String)> {
+        include_str!("../docs/configuration.md")
+            .lines()
+            .filter_map(|l| l.strip_prefix("| `"))
+            .filter_map(|l| {
+                let (key, rest) = l.split_once('`')?;
+                let default = rest.split('|').nth(1)?.trim().to_owned();
+                Some((key.to_owned(), default))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn docs_configuration_md_lists_exactly_the_keys_the_parser_knows() {
+        let known = known_keys();
+        let doc: Vec<String> = documented().into_iter().map(|(k, _)| k).collect();
+        for key in &known {
+            assert!(
+                doc.contains(key),
+                "{key} is parsed but not in docs/configuration.md"
+            );
+        }
+        for key in &doc {
+            assert!(
+                known.contains(key),
+                "docs/configuration.md lists {key}, which is not a key"
+            );
+        }
+        assert!(known.len() >= 35, "{known:?}");
+    }
+
+    #[test]
+    fn docs_configuration_md_gives_the_defaults_of_the_example() {
+        // The example holds every key at its default (tested above), so its values are the
+        // defaults the doc must show.
+        let example = config::Config::builder()
+            .add_source(config::File::from_str(
+                include_str!("../examples/config.toml"),
+                config::FileFormat::Toml,
+            ))
+            .build()
+            .expect("the example parses");
+        for (key, default) in documented() {
+            if key.contains('<') {
+                continue;
+            }
+            match example.get_string(&key) {
+                Ok(value) => {
+                    let shown = default.trim_matches('`').trim_matches('"');
+                    assert_eq!(
+                        shown, value,
+                        "{key}: the doc says {default}, the default is {value}"
+                    );
+                }
+                Err(_) => assert_eq!(default, "none", "{key} has no default in the example"),
+            }
+        }
+    }
+
+    #[test]
+    fn an_unknown_key_and_an_invalid_value_are_reported_together() {
+        let err = Settings::from_toml("[spoki]\ntiemout = \"5s\"\n[csv]\nsettle = \"soon\"\n")
+            .expect_err("two problems");
+        assert_eq!(err.problems.len(), 2, "{:?}", err.problems);
+        assert!(
+            err.problems[0].starts_with("spoki.tiemout: unknown key; did you mean spoki.timeout?"),
+            "{:?}",
+            err.problems
+        );
+        assert!(
+            err.problems[1].starts_with("csv.settle:"),
+            "{:?}",
+            err.problems
+        );
+        let err = Settings::from_toml("[nosuch]\nx = 1\n").expect_err("unknown section");
+        assert!(
+            err.problems[0].starts_with("nosuch: unknown key"),
+            "{:?}",
+            err.problems
+        );
+        // Free tables still take any action name, checked as actions.
+        let err =
+            Settings::from_toml("[spoki.rate_limits]\nlist_tagz = \"1/1s\"\n").expect_err("bad");
+        assert!(
+            err.problems[0].contains("did you mean list_tags"),
+            "{:?}",
+            err.problems
+        );
+    }
+
+    #[test]
+    fn relative_paths_resolve_against_the_config_files_folder() {
+        let dir = tempfile::tempdir().expect("dir");
+        let file = dir.path().join("config.toml");
+        std::fs::write(
+            &file,
+            "[storage]\ndatabase = \"./state/db.sqlite\"\n[csv]\ninbox = \"in\"\n",
+        )
+        .expect("write");
+        let s = Settings::load(&file, true).expect("valid");
+        let base = std::path::absolute(dir.path()).expect("absolute");
+        assert_eq!(s.storage.database, base.join("state/db.sqlite"));
+        assert_eq!(s.csv.inbox, base.join("in"));
+        std::fs::write(&file, "[csv]\ninbox = \"/srv/inbox\"\n").expect("write");
+        let s = Settings::load(&file, true).expect("valid");
+        assert_eq!(
+            s.csv.inbox,
+            PathBuf::from("/srv/inbox"),
+            "absolute paths stay"
+        );
+    }
+}

@@ -237,6 +237,14 @@ async fn status(State(state): State<AdminState>) -> Result<Json<Value>, ApiError
         .collect();
     let mirror_backlog = state.store.mirror_backlog().await?;
     let recent_files = state.store.recent_files(5).await?;
+    // Codes Spoki will not take (or lacks, with creation off): their values are not sent.
+    let refused_fields: Vec<Value> = state
+        .store
+        .failed_custom_fields()
+        .await?
+        .into_iter()
+        .map(|(code, reason)| json!({"code": code, "reason": reason}))
+        .collect();
     let settings = state.reloader.current.get();
     let eta = eta_seconds(
         counts.outbox_pending + counts.outbox_inflight,
@@ -259,6 +267,7 @@ async fn status(State(state): State<AdminState>) -> Result<Json<Value>, ApiError
             "id": c.id, "action": c.action, "error": c.error, "finished_at": c.finished_at,
         })).collect::<Vec<_>>(),
         "rejected": counts.rejected,
+        "custom_fields_refused": refused_fields,
         "files_processed": counts.files_processed,
         "files_failed": counts.files_failed,
         "last_push_at": counts.last_push_at,

@@ -357,6 +357,17 @@ pub fn human_status(s: &Value) -> String {
         n("files_failed")
     );
     let _ = writeln!(out, "rejected:  {}", n("rejected"));
+    if let Some(fields) = s.get("custom_fields_refused").and_then(Value::as_array) {
+        for f in fields {
+            let text = |k: &str| f.get(k).and_then(Value::as_str).unwrap_or("?");
+            let _ = writeln!(
+                out,
+                "REFUSED:   custom field {} (its values are not sent): {}",
+                text("code"),
+                text("reason")
+            );
+        }
+    }
     let _ = writeln!(out, "last push: {}", t("last_push_at"));
     let _ = writeln!(out, "last pull: {}", t("last_pull_at"));
     let backlog = n("mirror_backlog");
@@ -428,5 +439,23 @@ fn recent_failed_commands(out: &mut String, s: &Value) {
             f.get("action").and_then(Value::as_str).unwrap_or("?"),
             f.get("error").map(Value::to_string).unwrap_or_default()
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn status_names_the_custom_fields_spoki_refused() {
+        let text = human_status(&json!({
+            "custom_fields_refused": [{"code": "REPARTO", "reason": "Spoki refused to create it (HTTP 400)"}]
+        }));
+        assert!(
+            text.contains("REFUSED:   custom field REPARTO") && text.contains("HTTP 400"),
+            "{text}"
+        );
+        assert!(!human_status(&json!({})).contains("REFUSED"));
     }
 }

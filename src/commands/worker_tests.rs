@@ -148,3 +148,82 @@ async fn a_throttled_automation_lookup_holds_the_lookups_budget_and_starts_nothi
         .expect_err("the lookup's budget is held");
     assert!(held > Duration::from_secs(30), "{held:?}");
 }
+
+#[tokio::test]
+async fn a_throttled_lookup_leaves_the_start_budget_untouched() {
+    let rig = rig().await;
+    let automation = rig.sim.fixtures().automation_id;
+    rig.sim.set_limit("GET /automations/{id}/", 0);
+    let cmd = rig
+        .step(
+            "start_automation",
+            json!({"automation": automation, "phone": "+393331234567"}),
+        )
+        .await;
+    assert_eq!(cmd.status, "queued", "{cmd:?}");
+    assert!(
+        rig.budgets
+            .get(Action::StartAutomation)
+            .try_acquire()
+            .is_ok(),
+        "no slot of the start's budget was spent on the lookup"
+    );
+}
+
+#[tokio::test]
+async fn a_5xx_on_the_lookup_is_retried_not_a_failure() {
+    let rig = rig().await;
+    let automation = rig.sim.fixtures().automation_id;
+    rig.sim.set_faults(Faults {
+        error_503_rate: 1.0,
+        ..Faults::default()
+    });
+    let cmd = rig
+        .step(
+            "start_automation",
+            json!({"automation": automation, "phone": "+393331234567"}),
+        )
+        .await;
+    assert_eq!(cmd.status, "queued", "{cmd:?}");
+    assert_eq!(cmd.http_status, Some(503));
+    assert!(rig.sim.automation_runs().is_empty());
+}
+
+#[tokio::test]
+async fn a_kept_trigger_that_answers_404_is_looked_up_again() {
+    let rig = rig().await;
+    let automation = rig.sim.fixtures().automation_id;
+    let params = json!({"automation": automation, "phone": "+393331234567"});
+    let first = rig.step("start_automation", params.clone()).await;
+    assert_eq!(first.status, "succeeded", "{first:?}");
+    let (uuid, _) = rig.sim.replace_trigger(automation).expect("replaced");
+    // The kept trigger's URL answers 404: the start is put back, not failed.
+    let second = rig.step("start_automation", params.clone()).await;
+    assert_eq!(second.status, "queued", "{second:?}");
+    let mut rounds = 0;
+    let third = loop {
+        rounds += 1;
+        assert!(rounds < 400, "the start never ended");
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        let mut in_flight = JoinSet::new();
+        let mut busy = HashSet::new();
+        rig.worker
+            .launch_due(&mut in_flight, &mut busy)
+            .await
+            .expect("step");
+        while in_flight.join_next().await.is_some() {}
+        let cmd = rig
+            .store
+            .command(&second.id)
+            .await
+            .expect("read")
+            .expect("the command");
+        if cmd.status != "queued" {
+            break cmd;
+        }
+    };
+    assert_eq!(third.status, "succeeded", "{third:?}");
+    let runs = rig.sim.automation_runs();
+    assert_eq!(runs.last().map(|(u, _)| u.as_str()), Some(uuid.as_str()));
+    assert_eq!(rig.calls("GET", &format!("/automations/{automation}/")), 2);
+}

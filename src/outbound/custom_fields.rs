@@ -6,7 +6,7 @@
 //! What decides a code's fate is Spoki's list of fields, never the wording of an error: after
 //! a 400 (or 409, 422) on a create the fields are listed again, and the code is refused only if
 //! it is still missing. 401, 403, 429, 5xx and timeouts are retried like any call. Refused
-//! codes are wanted again after a configuration reload (`recheck`).
+//! codes are wanted again at start and after a configuration reload (`recheck`).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
@@ -52,7 +52,8 @@ impl CustomFields {
             store,
             budgets,
             listed: Arc::new(AtomicBool::new(false)),
-            recheck: Arc::new(AtomicBool::new(false)),
+            // A start is a fresh configuration too: codes refused before are tried again.
+            recheck: Arc::new(AtomicBool::new(true)),
             refused: Arc::new(Mutex::new(HashMap::new())),
             failures: Arc::new(AtomicU32::new(0)),
         }

@@ -578,12 +578,14 @@ async fn every_action_reaches_spoki_as_documented() {
         None,
         object
     ));
+    // The removed route answers 404; its documented replacement makes the link (the
+    // partner-only `partners/onboarding/` is not for an account's key).
     let link = run!(case(
         "create_account_onboarding_link",
         json!({"id": fx.account_id}),
         "POST",
-        "partners/onboarding/",
-        Some(json!({"account": fx.account_id})),
+        "channel/",
+        Some(json!({"platform": 1})),
         object
     ));
     assert!(link["redirect_url"].is_string(), "{link}");

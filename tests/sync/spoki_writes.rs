@@ -176,6 +176,14 @@ async fn a_code_spoki_will_not_create_is_reported_per_file_and_tried_again_after
         .await
         .expect("JSON");
     assert!(status["rejected"].as_i64().unwrap_or(0) >= 1, "{status}");
+    let refused = &status["custom_fields_refused"][0];
+    assert_eq!(refused["code"], "REPARTO", "{status}");
+    assert!(
+        refused["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("400")),
+        "{status}"
+    );
 
     // A later file's report names the column and why.
     app.drop_file("b.csv", b"phone;Reparto\n+393381300002;sport\n");

@@ -108,24 +108,6 @@ impl SpokiClient {
         self.exchange(action, req, query, body).await
     }
 
-    /// A `POST` to an automation trigger, `/wh/ap/<uuid>/` on Spoki's host: no API key, the
-    /// trigger's secret travels in the body (Spoki's automation API).
-    pub async fn post_trigger(
-        &self,
-        action: Action,
-        uuid: &str,
-        body: &Value,
-    ) -> Result<Answer, SpokiError> {
-        let url = self
-            .base
-            .join(&format!("/wh/ap/{uuid}/"))
-            .map_err(|e| SpokiError::Fatal {
-                reason: format!("bad automation trigger {uuid:?}: {e}"),
-            })?;
-        let req = self.http.request(Method::POST, url);
-        self.exchange(action, req, &[], Some(body)).await
-    }
-
     /// Spoki's REST root (`spoki.base_url`).
     pub fn base(&self) -> &Url {
         &self.base

@@ -752,6 +752,20 @@ impl Catalog {
         (id, uuid, secret)
     }
 
+    /// Replaces automation `id`'s API triggers with a new one (new uuid and secret), as
+    /// re-creating the trigger in Spoki's UI does; `None` for an unknown automation.
+    pub(super) fn replace_trigger(&mut self, id: i64) -> Option<(String, String)> {
+        let automation = self.automations.get_mut(id)?;
+        let trigger = Trigger {
+            uuid: uuid4(),
+            secret: random_hex(16),
+            is_active: true,
+        };
+        let pair = (trigger.uuid.clone(), trigger.secret.clone());
+        automation.triggers = vec![trigger];
+        Some(pair)
+    }
+
     /// Records that automation `id` uses custom field `field`; false for an unknown automation.
     pub(super) fn use_custom_field(&mut self, id: i64, field: i64) -> bool {
         match self.automations.get_mut(id) {

@@ -596,6 +596,12 @@ impl SimHandle {
             .seed_automation(name, active, Utc::now())
     }
 
+    /// Replaces an automation's API triggers with a fresh one, as re-creating it in Spoki's UI
+    /// does: the old start URL answers 404 from now on. Returns (uuid, secret) of the new one.
+    pub fn replace_trigger(&self, automation_id: i64) -> Option<(String, String)> {
+        self.shared.lock().catalog.replace_trigger(automation_id)
+    }
+
     /// Marks that an automation uses this custom field: deleting the field is then refused.
     /// Does nothing for an unknown automation.
     pub fn automation_uses_custom_field(&self, automation_id: i64, field_id: i64) {

@@ -399,7 +399,7 @@ enum Route<'a> {
     /// `GET /reports/detailed/`, the replacement of the deprecated `/reports/`.
     ReportsDetailed,
     /// `GET|POST /channel/`: `POST {"platform": 1}` is the documented replacement of the
-    /// removed account onboarding link (spoki-api.md §3.10, §3.14).
+    /// removed account onboarding link.
     Channels,
     Roles,
     Role(&'a str),

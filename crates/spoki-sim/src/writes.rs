@@ -1,8 +1,8 @@
-//! Switches for the write side's guessed and single-source behaviours (spoki-api.md §2.3, §3.3,
-//! §3.10, §5, §7 items 13, 18, 20, 21), all off by default so the simulator answers as it always
-//! did: how "this custom-field code already exists" is worded, custom-field creates that fail a
-//! few times first, the style of an automation trigger's `link`, `reports/` gone, and 2xx
-//! answers to writes without a body. Changeable while serving ([`crate::SimHandle::set_writes`]).
+//! Switches for Spoki's guessed and single-source behaviours on the write side, all off by
+//! default so the simulator answers as it always did: how "this custom-field code already
+//! exists" is worded, custom-field creates that fail a few times first, the style of an
+//! automation trigger's `link`, `reports/` gone, and 2xx answers to writes without a body.
+//! Changeable while serving ([`crate::SimHandle::set_writes`]).
 
 use std::collections::VecDeque;
 
