@@ -95,8 +95,8 @@ pub struct OutboxSink<'a> {
     /// Whether the file is still as it was when its hash was taken.
     unchanged: &'a (dyn Fn() -> bool + Sync),
     progress: FileProgress,
-    /// The settled contacts as the file started: those it leaves as they are need no query.
-    snapshot: Snapshot,
+    /// The settled contacts: those the file leaves as they are need no query.
+    snapshot: LazySnapshot,
     /// Verdicts carried over from the checkpoint found at the start.
     carried: EnqueueCounts,
     /// Contacts handed to `enqueue` so far by this read.
@@ -133,7 +133,7 @@ impl<'a> OutboxSink<'a> {
             updates: progress.updates,
             unchanged: progress.unchanged,
         };
-        let snapshot = store.snapshot(options.list).await?;
+        let snapshot = LazySnapshot::default();
         Ok(OutboxSink {
             store,
             file: file.to_string(),
@@ -176,7 +176,8 @@ impl Sink for OutboxSink<'_> {
         if !(self.unchanged)() {
             return Err(IngestError::Changed);
         }
-        let (same, rest) = split_unchanged(&self.snapshot, contacts.into_iter().skip(done));
+        let snapshot = self.snapshot.get(self.store, list).await?;
+        let (same, rest) = split_unchanged(snapshot, contacts.into_iter().skip(done));
         if rest.is_empty() {
             // Nothing to write, so no transaction: a resume judges these contacts again.
             return Ok(same);
@@ -208,6 +209,26 @@ impl Sink for OutboxSink<'_> {
     }
 }
 
+/// The snapshot of the settled contacts, read at a file's second chunk: a file of one chunk
+/// costs a few queries, which is cheaper than reading the whole state.
+#[derive(Default)]
+struct LazySnapshot {
+    chunks: u32,
+    snapshot: Option<Snapshot>,
+}
+
+impl LazySnapshot {
+    async fn get(&mut self, store: &Store, list: ListId) -> Result<&Snapshot, StoreError> {
+        self.chunks += 1;
+        if self.chunks >= 2 && self.snapshot.is_none() {
+            self.snapshot = Some(store.snapshot(list).await?);
+        }
+        Ok(self.snapshot.as_ref().unwrap_or(&NO_SNAPSHOT))
+    }
+}
+
+static NO_SNAPSHOT: Snapshot = Snapshot::EMPTY;
+
 /// Contacts the snapshot shows unchanged (counted), and the others, to be judged exactly.
 fn split_unchanged(
     snapshot: &Snapshot,
@@ -227,7 +248,7 @@ fn split_unchanged(
 /// `plan`'s sink: reads the state if there is one, writes nothing.
 pub struct PlanSink {
     store: Option<Store>,
-    snapshot: Option<Snapshot>,
+    snapshot: LazySnapshot,
     /// Contacts that would get a write.
     pub writes: u64,
 }
@@ -236,7 +257,7 @@ impl PlanSink {
     pub fn new(store: Option<Store>) -> PlanSink {
         PlanSink {
             store,
-            snapshot: None,
+            snapshot: LazySnapshot::default(),
             writes: 0,
         }
     }
@@ -264,10 +285,7 @@ impl Sink for PlanSink {
     ) -> Result<EnqueueCounts, IngestError> {
         let judged = match &self.store {
             Some(store) => {
-                if self.snapshot.is_none() {
-                    self.snapshot = Some(store.snapshot(list).await?);
-                }
-                let snapshot = self.snapshot.as_ref().map_or(&EMPTY, |s| s);
+                let snapshot = self.snapshot.get(store, list).await?;
                 let (same, rest) = split_unchanged(snapshot, contacts.into_iter());
                 let mut judged = if rest.is_empty() {
                     EnqueueCounts::default()
@@ -287,8 +305,6 @@ impl Sink for PlanSink {
         Ok(judged)
     }
 }
-
-static EMPTY: Snapshot = Snapshot::EMPTY;
 
 enum Msg {
     /// The file's custom-field columns (code, header as written), sent before any chunk.
