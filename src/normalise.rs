@@ -119,6 +119,17 @@ pub fn warm_up() {
 /// Checks an email against the HTML standard's "valid e-mail address" rule and lower-cases its
 /// domain. Returns `None` for an invalid address.
 pub fn normalise_email(raw: &str) -> Option<String> {
+    let (local, domain) = email_parts(raw)?;
+    Some(format!("{local}@{}", domain.to_ascii_lowercase()))
+}
+
+/// Whether `normalise_email` accepts the address, without building it.
+pub fn is_valid_email(raw: &str) -> bool {
+    email_parts(raw).is_some()
+}
+
+/// The local part and domain of a valid address.
+fn email_parts(raw: &str) -> Option<(&str, &str)> {
     let text = raw.trim();
     let (local, domain) = text.split_once('@')?;
     let local_ok = !local.is_empty()
@@ -136,7 +147,7 @@ pub fn normalise_email(raw: &str) -> Option<String> {
                 && bytes[0] != b'-'
                 && bytes[bytes.len() - 1] != b'-'
         });
-    (local_ok && domain_ok).then(|| format!("{local}@{}", domain.to_ascii_lowercase()))
+    (local_ok && domain_ok).then_some((local, domain))
 }
 
 /// The custom-field code for a column header: NFKD, combining marks dropped, ASCII letters and

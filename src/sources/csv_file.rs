@@ -137,6 +137,50 @@ pub struct Layout {
 }
 
 impl Layout {
+    /// `self.row(record).validate(region)`, without building the row when it is plainly
+    /// within the size limits (every cell no longer in bytes than its limit in characters):
+    /// the phone and the e-mail address are checked on the cells as they are. Any other row
+    /// takes the full path, so verdicts and reasons are the same either way.
+    pub fn validate(
+        &self,
+        record: &csv::ByteRecord,
+        region: DefaultRegion,
+    ) -> Result<crate::domain::Phone, Box<(RawRow, RowIssue)>> {
+        let mut phone: std::borrow::Cow<'_, str> = "".into();
+        let mut email: Option<std::borrow::Cow<'_, str>> = None;
+        let mut plain = true;
+        for (col, cell) in self.columns.iter().zip(record.iter()) {
+            if cell.is_empty() {
+                continue;
+            }
+            match col {
+                Column::Skip => {}
+                Column::Phone => phone = decode(cell, self.encoding),
+                Column::Email => {
+                    plain &= cell.len() <= normalise::MAX_EMAIL_CHARS;
+                    let text = decode(cell, self.encoding);
+                    email = (!text.trim().is_empty()).then_some(text);
+                }
+                Column::FirstName | Column::LastName | Column::Language => {
+                    plain &= cell.len() <= normalise::MAX_NAME_CHARS;
+                }
+                Column::Custom(code) => {
+                    plain &= cell.len() <= normalise::MAX_VALUE_CHARS
+                        && code.len() <= normalise::MAX_CODE_CHARS;
+                }
+            }
+        }
+        if !plain {
+            let row = self.row(record);
+            return row.validate(region).map_err(|issue| Box::new((row, issue)));
+        }
+        let checked = normalise::parse_phone(phone.trim(), region).and_then(|p| match &email {
+            Some(e) if !normalise::is_valid_email(e) => Err(RowIssue::InvalidEmail(e.to_string())),
+            _ => Ok(p),
+        });
+        checked.map_err(|issue| Box::new((self.row(record), issue)))
+    }
+
     /// The row a (non-blank) record holds.
     pub fn row(&self, record: &csv::ByteRecord) -> RawRow {
         let line = record.position().map_or(0, |p| p.line());

@@ -88,6 +88,11 @@ pub trait Sink {
     fn carried(&self) -> EnqueueCounts {
         EnqueueCounts::default()
     }
+    /// The verdicts for `distinct` contacts when they do not depend on the fields (nothing is
+    /// known of any contact): the file's second pass is then skipped.
+    fn judge_count(&mut self, _distinct: u64) -> Option<EnqueueCounts> {
+        None
+    }
 }
 
 /// The daemon's sink: each chunk goes into the outbox in a transaction of its own, with the
@@ -100,8 +105,8 @@ pub struct OutboxSink<'a> {
     /// Whether the file is still as it was when its hash was taken.
     unchanged: &'a (dyn Fn() -> bool + Sync),
     progress: FileProgress,
-    /// The settled contacts as the file started: those it leaves as they are need no query.
-    snapshot: Snapshot,
+    /// The settled contacts: those the file leaves as they are need no query.
+    snapshot: LazySnapshot,
     /// Verdicts carried over from the checkpoint found at the start.
     carried: EnqueueCounts,
     /// Contacts handed to `enqueue` so far by this read.
@@ -138,7 +143,7 @@ impl<'a> OutboxSink<'a> {
             updates: progress.updates,
             unchanged: progress.unchanged,
         };
-        let snapshot = store.snapshot(options.list).await?;
+        let snapshot = LazySnapshot::default();
         Ok(OutboxSink {
             store,
             file: file.to_string(),
@@ -181,7 +186,8 @@ impl Sink for OutboxSink<'_> {
         if !(self.unchanged)() {
             return Err(IngestError::Changed);
         }
-        let (same, rest) = split_unchanged(&self.snapshot, contacts.into_iter().skip(done));
+        let snapshot = self.snapshot.get(self.store, list).await?;
+        let (same, rest) = split_unchanged(snapshot, contacts.into_iter().skip(done));
         if rest.is_empty() {
             // Nothing to write, so no transaction: a resume judges these contacts again.
             return Ok(same);
@@ -213,6 +219,26 @@ impl Sink for OutboxSink<'_> {
     }
 }
 
+/// The snapshot of the settled contacts, read at a file's second chunk: a file of one chunk
+/// costs a few queries, which is cheaper than reading the whole state.
+#[derive(Default)]
+struct LazySnapshot {
+    chunks: u32,
+    snapshot: Option<Snapshot>,
+}
+
+impl LazySnapshot {
+    async fn get(&mut self, store: &Store, list: ListId) -> Result<&Snapshot, StoreError> {
+        self.chunks += 1;
+        if self.chunks >= 2 && self.snapshot.is_none() {
+            self.snapshot = Some(store.snapshot(list).await?);
+        }
+        Ok(self.snapshot.as_ref().unwrap_or(&NO_SNAPSHOT))
+    }
+}
+
+static NO_SNAPSHOT: Snapshot = Snapshot::EMPTY;
+
 /// Contacts the snapshot shows unchanged (counted), and the others, to be judged exactly.
 fn split_unchanged(
     snapshot: &Snapshot,
@@ -232,7 +258,7 @@ fn split_unchanged(
 /// `plan`'s sink: reads the state if there is one, writes nothing.
 pub struct PlanSink {
     store: Option<Store>,
-    snapshot: Option<Snapshot>,
+    snapshot: LazySnapshot,
     /// Contacts that would get a write.
     pub writes: u64,
 }
@@ -241,7 +267,7 @@ impl PlanSink {
     pub fn new(store: Option<Store>) -> PlanSink {
         PlanSink {
             store,
-            snapshot: None,
+            snapshot: LazySnapshot::default(),
             writes: 0,
         }
     }
@@ -262,6 +288,17 @@ impl Sink for PlanSink {
         Ok(())
     }
 
+    fn judge_count(&mut self, distinct: u64) -> Option<EnqueueCounts> {
+        // No state: every distinct contact is new, whatever its fields.
+        self.store.is_none().then(|| {
+            self.writes += distinct;
+            EnqueueCounts {
+                creates: distinct,
+                ..EnqueueCounts::default()
+            }
+        })
+    }
+
     async fn enqueue(
         &mut self,
         list: ListId,
@@ -269,10 +306,7 @@ impl Sink for PlanSink {
     ) -> Result<EnqueueCounts, IngestError> {
         let judged = match &self.store {
             Some(store) => {
-                if self.snapshot.is_none() {
-                    self.snapshot = Some(store.snapshot(list).await?);
-                }
-                let snapshot = self.snapshot.as_ref().map_or(&EMPTY, |s| s);
+                let snapshot = self.snapshot.get(store, list).await?;
                 let (same, rest) = split_unchanged(snapshot, contacts.into_iter());
                 let mut judged = if rest.is_empty() {
                     EnqueueCounts::default()
@@ -292,8 +326,6 @@ impl Sink for PlanSink {
         Ok(judged)
     }
 }
-
-static EMPTY: Snapshot = Snapshot::EMPTY;
 
 enum Msg {
     /// The file's custom-field columns (code, header as written), sent before any chunk.
@@ -343,6 +375,8 @@ pub async fn ingest_file<S: Sink>(
         max_new_custom_fields,
         ignored_codes,
     } = options;
+    // Probed with no contacts: whether this sink judges by the count alone.
+    let by_count = sink.judge_count(0).is_some();
     let (tx, mut rx) = mpsc::channel::<Msg>(4);
     let owned: PathBuf = path.to_path_buf();
     let name = display_name.to_string();
@@ -353,6 +387,7 @@ pub async fn ingest_file<S: Sink>(
             region,
             keep_custom_fields,
             &ignored_codes,
+            by_count,
             &tx,
         ) {
             Ok(report) => Msg::Done(Box::new(report)),
@@ -404,6 +439,9 @@ pub async fn ingest_file<S: Sink>(
             return Err(FileError::Csv("the reader stopped without a result".into()).into());
         }
     };
+    if by_count && let Some(judged) = sink.judge_count(report.accepted) {
+        verdicts.add(judged);
+    }
     report.creates = verdicts.creates;
     report.updates = verdicts.updates;
     report.unchanged = verdicts.unchanged;
@@ -417,6 +455,7 @@ fn read_file(
     region: DefaultRegion,
     keep_custom_fields: bool,
     ignored_codes: &BTreeMap<String, String>,
+    by_count: bool,
     tx: &mpsc::Sender<Msg>,
 ) -> Result<FileReport, FileError> {
     let mut report = FileReport {
@@ -445,6 +484,9 @@ fn read_file(
             .map_err(|_| cancelled())?;
     }
     let phones = pass_one(csv, region, &mut report)?;
+    if by_count {
+        return Ok(report);
+    }
 
     let mut csv = CsvFile::open_as(path, format)?;
     if !keep_custom_fields {
@@ -478,11 +520,13 @@ fn pass_one(
             batch
                 .records()
                 .map(|(record, ())| {
-                    let row = layout.row(record);
-                    row.validate(region).map_err(|issue| RejectedRow {
-                        line: row.line,
-                        phone: row.phone,
-                        reason: issue.to_string(),
+                    layout.validate(record, region).map_err(|rejected| {
+                        let (row, issue) = *rejected;
+                        RejectedRow {
+                            line: row.line,
+                            phone: row.phone,
+                            reason: issue.to_string(),
+                        }
                     })
                 })
                 .collect::<Vec<_>>()

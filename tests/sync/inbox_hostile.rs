@@ -118,7 +118,15 @@ async fn a_file_that_changes_while_it_is_read_is_rolled_back_and_read_again_in_f
     drop(file);
 
     let report = wait_report(&app.inbox, "processed", "growing.csv").await;
-    let (moved_file, _) = moved(&app.inbox.join("processed"), "growing.csv").expect("moved");
+    // The report is written (and synced) just before the file is renamed beside it.
+    let mut found = None;
+    wait_until(Duration::from_secs(20), "growing.csv moved", || {
+        found = moved(&app.inbox.join("processed"), "growing.csv");
+        let done = found.is_some();
+        async move { done }
+    })
+    .await;
+    let (moved_file, _) = found.expect("moved");
     assert_eq!(
         report["rows"].as_u64(),
         Some(data_rows(&moved_file) as u64),
