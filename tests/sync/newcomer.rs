@@ -265,3 +265,53 @@ fn completions_and_the_man_page_name_the_subcommands() {
         assert!(page.contains(&roff), "the man page lacks {sub}");
     }
 }
+
+#[test]
+fn the_demo_piped_lists_rejects_with_the_rest_counted_and_requests_in_time_order() {
+    let out = run(bin().arg("demo"));
+    let said = text(&out.stdout);
+    assert!(out.status.success(), "{said}\n{}", text(&out.stderr));
+    let lines: Vec<&str> = said.lines().collect();
+    // Piped: no bar, so no blank line where it would have been, and never two in a row.
+    let dropped = lines
+        .iter()
+        .position(|l| l.contains("into the inbox"))
+        .expect("the drop is announced");
+    assert!(!lines[dropped + 1].trim().is_empty(), "{said}");
+    assert!(
+        !lines
+            .windows(2)
+            .any(|w| w[0].trim().is_empty() && w[1].trim().is_empty()),
+        "{said}"
+    );
+    assert!(
+        !said.contains('\r') && !said.contains('\u{1b}'),
+        "bar output when piped"
+    );
+    // The working folder's fate is said.
+    assert!(
+        said.contains("removed at exit") && said.contains("--keep"),
+        "{said}"
+    );
+    // Five rejects listed, the rest counted.
+    let listed = lines.iter().filter(|l| l.contains("rejected line")).count();
+    let total: usize = lines
+        .iter()
+        .find_map(|l| l.strip_prefix("file report: "))
+        .and_then(|r| r.split(", ").last())
+        .and_then(|r| r.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .expect("the report line counts rejected rows");
+    assert_eq!(listed, total.min(5), "{said}");
+    if total > 5 {
+        assert!(said.contains(&format!("and {} more", total - 5)), "{said}");
+    }
+    // In time order: the custom fields are created before the contacts that use them.
+    let at = |needle: &str| {
+        lines
+            .iter()
+            .position(|l| l.contains(needle))
+            .unwrap_or_else(|| panic!("{needle} not shown:\n{said}"))
+    };
+    assert!(at("custom-fields/") < at("contacts/sync_all/"), "{said}");
+}
