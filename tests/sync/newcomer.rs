@@ -315,3 +315,31 @@ fn the_demo_piped_lists_rejects_with_the_rest_counted_and_requests_in_time_order
     };
     assert!(at("custom-fields/") < at("contacts/sync_all/"), "{said}");
 }
+
+#[test]
+fn demo_keep_leaves_the_working_folder_with_the_report() {
+    let out = run(bin().args(["demo", "--keep"]));
+    let said = text(&out.stdout);
+    assert!(out.status.success(), "{said}\n{}", text(&out.stderr));
+    let kept = said
+        .lines()
+        .find_map(|l| l.strip_prefix("kept "))
+        .and_then(|l| l.split(": ").next())
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| panic!("no `kept` line:\n{said}"));
+    let processed = kept.join("inbox/processed");
+    let reports = std::fs::read_dir(&processed)
+        .map(|d| {
+            d.flatten()
+                .filter(|e| e.file_name().to_string_lossy().ends_with(".report.json"))
+                .count()
+        })
+        .unwrap_or(0);
+    let _ = std::fs::remove_dir_all(&kept);
+    assert_eq!(
+        reports,
+        1,
+        "the report is gone from {}",
+        processed.display()
+    );
+}
