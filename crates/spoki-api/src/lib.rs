@@ -13,6 +13,12 @@ mod values;
 mod wire;
 
 pub use client::{Answer, SpokiClient};
+
+/// Makes rustls' `ring` provider the process default, once; every HTTP client is built
+/// after it (`SpokiClient::new` calls it, so does the binary at start). Later calls are no-ops.
+pub fn install_tls_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
 pub use error::SpokiError;
 pub use values::{RateLimit, Secret, parse_duration};
 pub use wire::{
