@@ -315,6 +315,9 @@ impl App {
             "webhooks",
             sources.clone(),
         ));
+        // The database is migrated and both listeners are bound (in `build`): ready. Before
+        // the watchdog starts, so that its first ping never comes ahead of READY.
+        service::notify("READY=1\nSTATUS=running");
         if let Some(interval) = service::watchdog_interval() {
             tracker.spawn(service::run_watchdog(
                 interval,
@@ -322,8 +325,6 @@ impl App {
                 outbound.clone(),
             ));
         }
-        // The database is migrated and both listeners are bound (in `build`): ready.
-        service::notify("READY=1\nSTATUS=running");
         tracing::info!(
             inbox = %self.settings.csv.inbox.display(),
             database = %self.settings.storage.database.display(),

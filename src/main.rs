@@ -220,6 +220,7 @@ fn load(config: Option<&std::path::Path>) -> Result<Settings, ExitCode> {
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    spoki_sync::spoki::install_tls_provider();
     match Cli::parse().command {
         Command::Run {
             config,

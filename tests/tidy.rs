@@ -288,3 +288,27 @@ fn the_repository_never_sends_the_reader_outside_it() {
         found.join("\n")
     );
 }
+
+#[test]
+fn every_http_client_in_shipped_code_installs_the_tls_provider_first() {
+    // Release builds carry rustls' `ring` provider alone, with nothing installed by default:
+    // a client built before `install_tls_provider()` would panic there, while test builds
+    // (which also have reqwest's fallback) would not notice.
+    let mut missing = Vec::new();
+    for path in files_under(&["src", "crates/spoki-api/src", "crates/spoki-sim/src"]) {
+        let name = rel(&path);
+        if name.contains("tests") || name.ends_with("sim_rig.rs") {
+            continue;
+        }
+        let text = read(&path);
+        let builds =
+            text.contains("reqwest::Client::builder()") || text.contains("reqwest::Client::new()");
+        if builds && !text.contains("install_tls_provider()") {
+            missing.push(name);
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "HTTP clients built without the TLS provider: {missing:?}"
+    );
+}

@@ -209,3 +209,26 @@ fn fallback(counts: &crate::store::StatusCounts, by_status: &[(String, i64)]) ->
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn batch_fill_is_rendered_in_whole_contact_buckets() {
+        let Some(handle) = super::handle() else {
+            return; // another recorder in this process: nothing of ours to render
+        };
+        metrics::histogram!("spoki_sync_batch_fill_contacts", "action" => "fill_test")
+            .record(500.0);
+        let text = handle.render();
+        assert!(
+            text.contains(
+                "spoki_sync_batch_fill_contacts_bucket{action=\"fill_test\",le=\"500\"} 1"
+            ),
+            "{text}"
+        );
+        assert!(
+            !text.contains("spoki_sync_batch_fill_contacts{action=\"fill_test\",quantile"),
+            "a summary's estimated quantiles: {text}"
+        );
+    }
+}

@@ -47,6 +47,7 @@ impl AdminClient {
     /// # Errors
     /// When the HTTP client cannot be built.
     pub fn new(addr: SocketAddr, token: &str) -> anyhow::Result<AdminClient> {
+        crate::spoki::install_tls_provider();
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(30))
             .build()

@@ -265,3 +265,81 @@ fn completions_and_the_man_page_name_the_subcommands() {
         assert!(page.contains(&roff), "the man page lacks {sub}");
     }
 }
+
+#[test]
+fn the_demo_piped_lists_rejects_with_the_rest_counted_and_requests_in_time_order() {
+    let out = run(bin().arg("demo"));
+    let said = text(&out.stdout);
+    assert!(out.status.success(), "{said}\n{}", text(&out.stderr));
+    let lines: Vec<&str> = said.lines().collect();
+    // Piped: no bar, so no blank line where it would have been, and never two in a row.
+    let dropped = lines
+        .iter()
+        .position(|l| l.contains("into the inbox"))
+        .expect("the drop is announced");
+    assert!(!lines[dropped + 1].trim().is_empty(), "{said}");
+    assert!(
+        !lines
+            .windows(2)
+            .any(|w| w[0].trim().is_empty() && w[1].trim().is_empty()),
+        "{said}"
+    );
+    assert!(
+        !said.contains('\r') && !said.contains('\u{1b}'),
+        "bar output when piped"
+    );
+    // The working folder's fate is said.
+    assert!(
+        said.contains("removed at exit") && said.contains("--keep"),
+        "{said}"
+    );
+    // Five rejects listed, the rest counted.
+    let listed = lines.iter().filter(|l| l.contains("rejected line")).count();
+    let total: usize = lines
+        .iter()
+        .find_map(|l| l.strip_prefix("file report: "))
+        .and_then(|r| r.split(", ").last())
+        .and_then(|r| r.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .expect("the report line counts rejected rows");
+    assert_eq!(listed, total.min(5), "{said}");
+    if total > 5 {
+        assert!(said.contains(&format!("and {} more", total - 5)), "{said}");
+    }
+    // In time order: the custom fields are created before the contacts that use them.
+    let at = |needle: &str| {
+        lines
+            .iter()
+            .position(|l| l.contains(needle))
+            .unwrap_or_else(|| panic!("{needle} not shown:\n{said}"))
+    };
+    assert!(at("custom-fields/") < at("contacts/sync_all/"), "{said}");
+}
+
+#[test]
+fn demo_keep_leaves_the_working_folder_with_the_report() {
+    let out = run(bin().args(["demo", "--keep"]));
+    let said = text(&out.stdout);
+    assert!(out.status.success(), "{said}\n{}", text(&out.stderr));
+    let kept = said
+        .lines()
+        .find_map(|l| l.strip_prefix("kept "))
+        .and_then(|l| l.split(": ").next())
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| panic!("no `kept` line:\n{said}"));
+    let processed = kept.join("inbox/processed");
+    let reports = std::fs::read_dir(&processed)
+        .map(|d| {
+            d.flatten()
+                .filter(|e| e.file_name().to_string_lossy().ends_with(".report.json"))
+                .count()
+        })
+        .unwrap_or(0);
+    let _ = std::fs::remove_dir_all(&kept);
+    assert_eq!(
+        reports,
+        1,
+        "the report is gone from {}",
+        processed.display()
+    );
+}

@@ -44,6 +44,7 @@ impl std::fmt::Debug for SpokiClient {
 
 impl SpokiClient {
     pub fn new(base: Url, key: Secret, timeout: Duration) -> Result<SpokiClient, SpokiError> {
+        crate::install_tls_provider();
         let http = reqwest::Client::builder()
             .timeout(timeout)
             .connect_timeout(timeout.min(Duration::from_secs(10)))

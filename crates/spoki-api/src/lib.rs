@@ -16,6 +16,12 @@ mod wire;
 pub use client::{Answer, SpokiClient, note_skipped};
 pub use error::{MAX_RETRY_AFTER, SpokiError};
 pub use pager::{Pager, PassEnd};
+
+/// Makes rustls' `ring` provider the process default, once; every HTTP client is built
+/// after it (`SpokiClient::new` calls it, so does the binary at start). Later calls are no-ops.
+pub fn install_tls_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
 pub use values::{RateLimit, Secret, parse_duration};
 pub use wire::{
     ContactFieldValue, ContactPayload, ContactRecord, CustomFieldRecord, Page, Record, Unreadable,

@@ -273,6 +273,7 @@ pub(super) fn spawn_sender(outbox: Arc<Outbox>, jobs: UnboundedReceiver<Job>) {
 }
 
 async fn run_sender(outbox: Arc<Outbox>, mut jobs: UnboundedReceiver<Job>) {
+    super::install_tls_provider();
     let client = match reqwest::Client::builder().timeout(ATTEMPT_TIMEOUT).build() {
         Ok(client) => Some(client),
         Err(error) => {

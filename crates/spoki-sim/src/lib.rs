@@ -470,6 +470,12 @@ fn spawn(
 ///
 /// # Errors
 /// When `listen` cannot be bound or the signal handlers cannot be installed.
+/// Makes rustls' `ring` provider the process default, once, before an HTTP client is built
+/// (the webhook sender's). Later calls are no-ops.
+pub fn install_tls_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 pub async fn run_cli(listen: SocketAddr, api_key: String) -> anyhow::Result<()> {
     let listener = TcpListener::bind(listen)
         .await
