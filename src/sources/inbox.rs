@@ -1,8 +1,8 @@
 //! The watched CSV inbox (CONTRACT §3). notify events and a periodic rescan are both only hints
 //! to look at the folder again. A file is read once its writer has closed it (a close-after-write
 //! or moved-to event), or, when no such event was seen, once it has not changed for `csv.settle`.
-//! Its rows are committed to the outbox in chunks, in short transactions (at most about 250 ms,
-//! less when another writer waits) with the file's checkpoint (so webhooks, the mirror and the batcher get the write lock between
+//! Its rows are committed to the outbox a chunk at a time, each chunk in a short transaction
+//! with the file's checkpoint (so webhooks, the mirror and the batcher get the write lock between
 //! chunks, and a restart resumes after the last committed chunk); only once the last chunk, the
 //! rejects and the report are committed is it moved to `processed/` with its report (or to
 //! `failed/` when it is not CSV at all, which is found before any chunk). A file that changed
@@ -404,8 +404,6 @@ impl Inbox {
         let still = || FileSig::read(path).ok() == Some(before);
         let mut sink = OutboxSink::resume(&self.store, &rel, &sha, &options, &still).await?;
         let result = ingest::ingest_file(path, &name, options, &mut sink).await;
-        // Rolls back a transaction the sink still holds open (after an error).
-        drop(sink);
         // Did we read all of it? The same size, time, inode and content as before the read.
         let unchanged = !matches!(result, Err(IngestError::Changed))
             && FileSig::read(path).ok() == Some(before)

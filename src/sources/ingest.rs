@@ -18,7 +18,7 @@ use tokio::sync::mpsc;
 use crate::domain::{Contact, ContactFields, ListId, Phone};
 use crate::normalise::DefaultRegion;
 use crate::sources::csv_file::{CsvFile, FileError};
-use crate::store::{EnqueueCounts, FileProgress, Incoming, Snapshot, Store, StoreError, Tx};
+use crate::store::{EnqueueCounts, FileProgress, Incoming, Snapshot, Store, StoreError};
 
 /// Contacts a chunk holds: what the daemon commits in one short transaction.
 const CHUNK: usize = 4_096;
@@ -88,10 +88,6 @@ pub trait Sink {
     fn judge_count(&mut self, _distinct: u64) -> Option<EnqueueCounts> {
         None
     }
-    /// Makes durable what `enqueue` has queued so far.
-    fn flush(&mut self) -> impl Future<Output = Result<(), StoreError>> {
-        async { Ok(()) }
-    }
 }
 
 /// The daemon's sink: each chunk goes into the outbox in a transaction of its own, with the
@@ -110,13 +106,7 @@ pub struct OutboxSink<'a> {
     carried: EnqueueCounts,
     /// Contacts handed to `enqueue` so far by this read.
     seen: u64,
-    /// The open transaction and when it began: chunks share one until it has been open
-    /// `HOLD_MAX` or another writer waits, so a commit (and its fsync) covers several chunks.
-    open: Option<(Tx, std::time::Instant)>,
 }
-
-/// The longest a big file holds the write lock at a time (one chunk more at most).
-const HOLD_MAX: std::time::Duration = std::time::Duration::from_millis(250);
 
 impl<'a> OutboxSink<'a> {
     /// A sink for `file` (content hash `sha256`), resuming from its checkpoint when one was
@@ -157,7 +147,6 @@ impl<'a> OutboxSink<'a> {
             snapshot,
             carried,
             seen: 0,
-            open: None,
         })
     }
 }
@@ -205,10 +194,7 @@ impl Sink for OutboxSink<'_> {
                 c
             })
             .collect();
-        let (mut tx, since) = match self.open.take() {
-            Some(open) => open,
-            None => (self.store.begin().await?, std::time::Instant::now()),
-        };
+        let mut tx = self.store.begin().await?;
         let mut counts = Store::enqueue_changes(&mut tx, "csv", list, contacts).await?;
         counts.add(same);
         let mut progress = self.progress.clone();
@@ -217,21 +203,10 @@ impl Sink for OutboxSink<'_> {
         progress.updates += counts.updates;
         progress.unchanged += counts.unchanged;
         Store::save_file_progress(&mut tx, &self.file, &progress).await?;
+        tx.commit().await.map_err(StoreError::from)?;
         self.progress = progress;
-        if since.elapsed() >= HOLD_MAX || self.store.writers_waiting() {
-            tx.commit().await.map_err(StoreError::from)?;
-            self.store.yield_to_writers().await;
-        } else {
-            self.open = Some((tx, since));
-        }
+        self.store.yield_to_writers().await;
         Ok(counts)
-    }
-
-    async fn flush(&mut self) -> Result<(), StoreError> {
-        if let Some((tx, _)) = self.open.take() {
-            tx.commit().await?;
-        }
-        Ok(())
     }
 
     fn carried(&self) -> EnqueueCounts {
@@ -439,7 +414,6 @@ pub async fn ingest_file<S: Sink>(
         }
     }
     let _ = reader.await;
-    sink.flush().await?;
     let mut report = match outcome {
         Some(Ok(r)) => r,
         Some(Err(e)) => return Err(e.into()),

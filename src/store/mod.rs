@@ -278,11 +278,6 @@ impl Store {
     /// SQLite's busy handler is not fair (a waiter sleeps, then tries again, and a writer that
     /// commits and begins again at once usually wins), so without this a webhook or the
     /// batcher could wait for the whole file. Waits at most `YIELD_MAX`.
-    /// Whether a transaction of this process is waiting for the write lock.
-    pub fn writers_waiting(&self) -> bool {
-        self.writers_waiting.load(Ordering::SeqCst) > 0
-    }
-
     pub async fn yield_to_writers(&self) {
         const YIELD_MAX: Duration = Duration::from_secs(2);
         let started = std::time::Instant::now();
