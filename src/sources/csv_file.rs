@@ -145,7 +145,7 @@ impl Layout {
         &self,
         record: &csv::ByteRecord,
         region: DefaultRegion,
-    ) -> Result<crate::domain::Phone, (RawRow, RowIssue)> {
+    ) -> Result<crate::domain::Phone, Box<(RawRow, RowIssue)>> {
         let mut phone: std::borrow::Cow<'_, str> = "".into();
         let mut email: Option<std::borrow::Cow<'_, str>> = None;
         let mut plain = true;
@@ -172,13 +172,13 @@ impl Layout {
         }
         if !plain {
             let row = self.row(record);
-            return row.validate(region).map_err(|issue| (row, issue));
+            return row.validate(region).map_err(|issue| Box::new((row, issue)));
         }
         let checked = normalise::parse_phone(phone.trim(), region).and_then(|p| match &email {
             Some(e) if !normalise::is_valid_email(e) => Err(RowIssue::InvalidEmail),
             _ => Ok(p),
         });
-        checked.map_err(|issue| (self.row(record), issue))
+        checked.map_err(|issue| Box::new((self.row(record), issue)))
     }
 
     /// The row a (non-blank) record holds.

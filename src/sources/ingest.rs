@@ -494,13 +494,14 @@ fn pass_one(
             batch
                 .records()
                 .map(|(record, ())| {
-                    layout
-                        .validate(record, region)
-                        .map_err(|(row, issue)| RejectedRow {
+                    layout.validate(record, region).map_err(|rejected| {
+                        let (row, issue) = *rejected;
+                        RejectedRow {
                             line: row.line,
                             phone: row.phone,
                             reason: issue.to_string(),
-                        })
+                        }
+                    })
                 })
                 .collect::<Vec<_>>()
         },
