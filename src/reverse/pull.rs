@@ -18,6 +18,20 @@ use crate::store::{SpokiContact, now_rfc3339};
 /// Contacts per page of the pull (the simulator's cap; Spoki's is not documented).
 const PULL_PAGE_SIZE: u32 = 200;
 
+/// What one pull pass has seen so far.
+#[derive(Default)]
+struct Tally {
+    /// Phones of every readable contact.
+    seen: HashSet<Phone>,
+    /// Spoki ids of records skipped for their phone: the contacts they are must not be taken
+    /// for gone.
+    unreadable_ids: HashSet<i64>,
+    writes: u64,
+    queued: u64,
+    requests: u64,
+    skipped: usize,
+}
+
 impl Mirror {
     /// Pulls at `pull_interval` (never when it is 0) and whenever `pull_now` is notified.
     pub async fn run_puller(self, cancel: CancellationToken) {
@@ -66,58 +80,21 @@ impl Mirror {
         let settings = self.settings.get();
         let started = now_rfc3339();
         let clock = std::time::Instant::now();
-        let mut seen: HashSet<Phone> = HashSet::new();
-        // Spoki ids of records skipped for their phone: the contacts they are must not be
-        // taken for gone.
-        let mut unreadable_ids: HashSet<i64> = HashSet::new();
         let mut pager = self.sender.client().contacts_pager(PULL_PAGE_SIZE)?;
-        let (mut writes, mut queued, mut requests, mut skipped) = (0u64, 0u64, 0u64, 0usize);
+        let mut tally = Tally::default();
         let mut stopped: Option<String> = None;
         while pager.next_url().is_some() {
             let Some(result) = self.fetch_page(&mut pager, cancel).await else {
                 return Ok(()); // stopping
             };
-            requests += 1;
+            tally.requests += 1;
             let records = match result {
                 Ok(Some(p)) => p,
                 Ok(None) => break, // the pager ended the pass (a 404 on a later page)
                 Err(e) => anyhow::bail!("page {}: {e}", pager.pages() + 1),
             };
-            skipped += records.skipped.len();
-            unreadable_ids.extend(
-                records
-                    .skipped
-                    .iter()
-                    .filter_map(|u| u.id.as_deref()?.parse::<i64>().ok()),
-            );
-            let mut contacts: Vec<SpokiContact> = Vec::with_capacity(records.results.len());
-            for record in &records.results {
-                match spoki_contact(record) {
-                    Some(c) => contacts.push(c),
-                    None => {
-                        skipped += 1;
-                        unreadable_ids.extend(record.id);
-                        note_skipped(
-                            Action::ListContacts,
-                            &Unreadable {
-                                id: record.id.map(|id| id.to_string()),
-                                reason: "the phone is not an E.164 number".to_owned(),
-                            },
-                        );
-                    }
-                }
-            }
-            seen.extend(contacts.iter().map(|c| c.phone));
-            let outcome = self
-                .store
-                .merge_from_spoki(&contacts, settings.sync.conflict_winner)
+            self.merge_page(&records, &mut tally, settings.sync.conflict_winner)
                 .await?;
-            report_conflicts(&outcome);
-            writes += outcome.mirror_writes;
-            queued += outcome.queued;
-            if outcome.queued > 0 {
-                self.batcher_wake.notify_one();
-            }
             if let Err(error) = pager.advance(&records) {
                 stopped = Some(error.to_string());
             }
@@ -128,10 +105,10 @@ impl Mirror {
                 .await?;
             metrics::counter!("spoki_sync_pulls_total", "outcome" => "incomplete").increment(1);
             tracing::warn!(
-                contacts = seen.len(),
-                requests,
-                skipped,
-                mirror_writes = writes,
+                contacts = tally.seen.len(),
+                requests = tally.requests,
+                skipped = tally.skipped,
+                mirror_writes = tally.writes,
                 reason,
                 "pull from Spoki incomplete: what it read is merged, no deletion is inferred"
             );
@@ -143,8 +120,8 @@ impl Mirror {
         let (missing, held) = self
             .store
             .queue_missing_after_pull(
-                &seen,
-                &unreadable_ids,
+                &tally.seen,
+                &tally.unreadable_ids,
                 &started,
                 settings.sync.max_delete_share,
             )
@@ -152,11 +129,11 @@ impl Mirror {
         self.store.set_meta("last_pull_at", &now_rfc3339()).await?;
         metrics::counter!("spoki_sync_pulls_total", "outcome" => "complete").increment(1);
         tracing::info!(
-            contacts = seen.len(),
-            requests,
-            skipped,
-            mirror_writes = writes,
-            queued_for_spoki = queued,
+            contacts = tally.seen.len(),
+            requests = tally.requests,
+            skipped = tally.skipped,
+            mirror_writes = tally.writes,
+            queued_for_spoki = tally.queued,
             gone_from_spoki = missing,
             seconds = clock.elapsed().as_secs_f64(),
             "pull from Spoki done"
@@ -171,6 +148,48 @@ impl Mirror {
             } else {
                 self.deletes_wake.notify_one();
             }
+        }
+        Ok(())
+    }
+
+    /// One page of the pass merged into the mirror and the base; its unreadable records noted.
+    async fn merge_page(
+        &self,
+        records: &Page<ContactRecord>,
+        tally: &mut Tally,
+        winner: crate::config::ConflictWinner,
+    ) -> anyhow::Result<()> {
+        tally.skipped += records.skipped.len();
+        tally.unreadable_ids.extend(
+            records
+                .skipped
+                .iter()
+                .filter_map(|u| u.id.as_deref()?.parse::<i64>().ok()),
+        );
+        let mut contacts: Vec<SpokiContact> = Vec::with_capacity(records.results.len());
+        for record in &records.results {
+            match spoki_contact(record) {
+                Some(c) => contacts.push(c),
+                None => {
+                    tally.skipped += 1;
+                    tally.unreadable_ids.extend(record.id);
+                    note_skipped(
+                        Action::ListContacts,
+                        &Unreadable {
+                            id: record.id.map(|id| id.to_string()),
+                            reason: "the phone is not an E.164 number".to_owned(),
+                        },
+                    );
+                }
+            }
+        }
+        tally.seen.extend(contacts.iter().map(|c| c.phone));
+        let outcome = self.store.merge_from_spoki(&contacts, winner).await?;
+        report_conflicts(&outcome);
+        tally.writes += outcome.mirror_writes;
+        tally.queued += outcome.queued;
+        if outcome.queued > 0 {
+            self.batcher_wake.notify_one();
         }
         Ok(())
     }
