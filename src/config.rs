@@ -479,7 +479,7 @@ fn strip_unknown(
         let near = known
             .iter()
             .filter(|k| !k.ends_with(">"))
-            .map(|k| (edit_distance(&path, k), k))
+            .map(|k| (crate::spoki::actions::edit_distance(&path, k), k))
             .min();
         match near {
             Some((d, k)) if d <= path.len() / 3 + 1 => {
@@ -490,22 +490,6 @@ fn strip_unknown(
             )),
         }
     }
-}
-
-/// Levenshtein distance, for "did you mean".
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut prev = row[0];
-        row[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let cur = row[j + 1];
-            row[j + 1] = (prev + usize::from(ca != *cb)).min(row[j] + 1).min(cur + 1);
-            prev = cur;
-        }
-    }
-    row[b.len()]
 }
 
 fn toml_from_str(text: &str) -> Result<(RawSettings, Vec<String>), ConfigError> {

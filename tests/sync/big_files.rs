@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use spoki_sync::sim::SimConfig;
-use spoki_sync::spoki::actions::Action;
 
 use crate::helpers::*;
 
@@ -16,46 +15,16 @@ const WHSEC_KEY: &[u8] = b"big files webhook key";
 
 /// Writes a config for the real binary: Spoki's minute lasts `window_ms`, bulk only.
 fn write_config(dir: &Path, base: &str, admin: u16, hooks: u16, window_ms: u128) -> PathBuf {
-    use base64::Engine as _;
-    let limits: Vec<String> = Action::ALL
-        .iter()
-        .map(|a| format!("{a} = \"{}/{window_ms}ms\"", a.default_limit().count))
-        .collect();
-    let path = dir.join("config.toml");
-    let whsec = base64::engine::general_purpose::STANDARD.encode(WHSEC_KEY);
-    let text = format!(
-        r#"
-[spoki]
-base_url = "{base}"
-api_key = "sim-api-key"
-timeout = "3s"
-[spoki.rate_limits]
-{limits}
-[storage]
-database = "{db}"
-[csv]
-inbox = "{inbox}"
-settle = "100ms"
-rescan_interval = "500ms"
-[mirror]
-poll_interval = "200ms"
-pull_interval = "0s"
-[admin]
-token = "big-files-token"
-listen = "127.0.0.1:{admin}"
-[webhooks]
-listen = "127.0.0.1:{hooks}"
-secret = "whsec_{whsec}"
-[batch]
-single_max_pending = 0
-max_backoff = "1s"
-"#,
-        limits = limits.join("\n"),
-        db = dir.join("state.db").display(),
-        inbox = dir.join("inbox").display(),
-    );
-    std::fs::write(&path, text).expect("config");
-    path
+    ScaledConfig {
+        base,
+        admin,
+        hooks,
+        window_ms,
+        token: "big-files-token",
+        webhook_key: WHSEC_KEY,
+        webhooks_extra: "",
+    }
+    .write(dir)
 }
 
 /// How many contacts of `file` the daemon has committed so far, by its checkpoint.

@@ -20,9 +20,8 @@ use rand::Rng as _;
 use serde_json::{Value, json};
 use sha2::Sha256;
 use spoki_sync::sim::{RecordedRequest, SimConfig};
-use spoki_sync::spoki::actions::Action;
 
-use crate::helpers::{Daemon, free_port, start_daemon, start_sim, wait_until};
+use crate::helpers::{Daemon, ScaledConfig, free_port, start_daemon, start_sim, wait_until};
 
 const KEY: &[u8] = b"chaos webhook key";
 const SPOKI_SECRET: &str = "chaos-spoki-secret";
@@ -40,49 +39,16 @@ fn write_config(
     hooks: u16,
     window_ms: u128,
 ) -> std::path::PathBuf {
-    let limits: Vec<String> = Action::ALL
-        .iter()
-        .map(|a| format!("{a} = \"{}/{window_ms}ms\"", a.default_limit().count))
-        .collect();
-    let path = dir.join("config.toml");
-    let whsec = base64::engine::general_purpose::STANDARD.encode(KEY);
-    std::fs::write(
-        &path,
-        format!(
-            r#"
-[spoki]
-base_url = "{base}"
-api_key = "sim-api-key"
-timeout = "3s"
-[spoki.rate_limits]
-{limits}
-[storage]
-database = "{db}"
-[csv]
-inbox = "{inbox}"
-settle = "100ms"
-rescan_interval = "500ms"
-[mirror]
-poll_interval = "200ms"
-pull_interval = "0s"
-[admin]
-token = "{TOKEN}"
-listen = "127.0.0.1:{admin}"
-[webhooks]
-listen = "127.0.0.1:{hooks}"
-secret = "whsec_{whsec}"
-spoki_secret = "{SPOKI_SECRET}"
-[batch]
-single_max_pending = 0
-max_backoff = "1s"
-"#,
-            limits = limits.join("\n"),
-            db = dir.join("state.db").display(),
-            inbox = dir.join("inbox").display(),
-        ),
-    )
-    .expect("config");
-    path
+    ScaledConfig {
+        base,
+        admin,
+        hooks,
+        window_ms,
+        token: TOKEN,
+        webhook_key: KEY,
+        webhooks_extra: &format!("spoki_secret = \"{SPOKI_SECRET}\""),
+    }
+    .write(dir)
 }
 
 /// Posts a signed contacts delivery until the daemon answers 2xx (a real sender retries too).

@@ -474,3 +474,69 @@ pub fn start_daemon(config: &Path, envs: &[(&str, String)]) -> Daemon {
         log,
     }
 }
+
+/// A configuration for the real binary against the simulator at `base`: Spoki's minute lasts
+/// `window_ms`, bulk requests only, the database and inbox in `dir`.
+pub struct ScaledConfig<'a> {
+    pub base: &'a str,
+    pub admin: u16,
+    pub hooks: u16,
+    pub window_ms: u128,
+    pub token: &'a str,
+    /// The Standard Webhooks key of `/webhooks/contacts`.
+    pub webhook_key: &'a [u8],
+    /// More lines of the `[webhooks]` section (e.g. `spoki_secret = "..."`).
+    pub webhooks_extra: &'a str,
+}
+
+impl ScaledConfig<'_> {
+    pub fn write(&self, dir: &Path) -> PathBuf {
+        use base64::Engine as _;
+        let window_ms = self.window_ms;
+        let limits: Vec<String> = spoki_sync::spoki::actions::Action::ALL
+            .iter()
+            .map(|a| format!("{a} = \"{}/{window_ms}ms\"", a.default_limit().count))
+            .collect();
+        let whsec = base64::engine::general_purpose::STANDARD.encode(self.webhook_key);
+        let text = format!(
+            r#"
+[spoki]
+base_url = "{base}"
+api_key = "sim-api-key"
+timeout = "3s"
+[spoki.rate_limits]
+{limits}
+[storage]
+database = "{db}"
+[csv]
+inbox = "{inbox}"
+settle = "100ms"
+rescan_interval = "500ms"
+[mirror]
+poll_interval = "200ms"
+pull_interval = "0s"
+[admin]
+token = "{token}"
+listen = "127.0.0.1:{admin}"
+[webhooks]
+listen = "127.0.0.1:{hooks}"
+secret = "whsec_{whsec}"
+{extra}
+[batch]
+single_max_pending = 0
+max_backoff = "1s"
+"#,
+            base = self.base,
+            limits = limits.join("\n"),
+            db = dir.join("state.db").display(),
+            inbox = dir.join("inbox").display(),
+            token = self.token,
+            admin = self.admin,
+            hooks = self.hooks,
+            extra = self.webhooks_extra,
+        );
+        let path = dir.join("config.toml");
+        std::fs::write(&path, text).expect("config");
+        path
+    }
+}

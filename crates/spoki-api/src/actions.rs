@@ -172,7 +172,7 @@ impl Action {
     pub fn closest(name: &str) -> Vec<&'static str> {
         let mut scored: Vec<(usize, &'static str)> = Action::ALL
             .iter()
-            .map(|a| (distance(name, a.name()), a.name()))
+            .map(|a| (edit_distance(name, a.name()), a.name()))
             .collect();
         scored.sort();
         let best = scored.first().map_or(0, |(d, _)| *d);
@@ -191,8 +191,8 @@ impl std::fmt::Display for Action {
     }
 }
 
-/// Levenshtein distance (names are short ASCII).
-fn distance(a: &str, b: &str) -> usize {
+/// Levenshtein distance, for "did you mean" (names are short ASCII).
+pub fn edit_distance(a: &str, b: &str) -> usize {
     let b: Vec<char> = b.chars().collect();
     let mut row: Vec<usize> = (0..=b.len()).collect();
     for (i, ca) in a.chars().enumerate() {
